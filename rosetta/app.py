@@ -1,0 +1,103 @@
+"""The application object: builds the store, hub, services, jobs and the Tornado app; start()/stop().
+
+There is no module-level state: everything hangs off ``RosettaApp`` and reaches handlers through
+``initialize()``, so a test builds a fresh one per server.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+
+import rosetta.handlers
+from rosetta.clock import Clock
+from rosetta.config import Config
+from rosetta.handlers.base import NotFoundHandler
+from rosetta.jobs import JobRunner
+from rosetta.ratelimit import RateLimiter
+from rosetta.realtime.hub import Hub
+from rosetta.services.accounts import AccountService
+from rosetta.services.auth import TokenService
+from rosetta.services.context import Context
+from rosetta.services.messages import MessageService
+from rosetta.services.workspaces import WorkspaceService
+from rosetta.store.db import Database
+
+log = logging.getLogger("rosetta")
+API_PREFIX = "/api/v1"
+
+
+def collect_routes() -> list[tuple[str, type]]:
+    """Every handlers module's ``ROUTES``, prefixed with /api/v1."""
+    routes: list[tuple[str, type]] = []
+    for info in sorted(pkgutil.iter_modules(rosetta.handlers.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"rosetta.handlers.{info.name}")
+        for path, handler in getattr(module, "ROUTES", []):
+            routes.append((API_PREFIX + path, handler))
+    return routes
+
+
+class RosettaApp:
+    def __init__(self, config: Config, clock: Clock | None = None, run_jobs: bool = True) -> None:
+        self.config = config
+        self.run_jobs = run_jobs  # tests turn timers off and call jobs.run_once() instead
+        self.clock = clock or Clock()
+        self.db = Database(config.data_dir / "rosetta.sqlite3", synchronous=config.storage.synchronous,
+                           readers=config.storage.readers, group_commit_max=config.storage.group_commit_max)
+        self.hub = Hub()
+        self.ctx = Context(config=config, clock=self.clock, db=self.db, hub=self.hub)
+        self.limiter = RateLimiter(self.clock)
+        self.jobs = JobRunner()
+        # Extra credential resolvers (web sessions, guest tokens) register here: (handler) -> Principal.
+        self.resolvers: list[Callable[[Any], Any]] = []
+        self.tokens = TokenService(self.ctx)
+        self.accounts = AccountService(self.ctx, self.tokens)
+        self.workspaces = WorkspaceService(self.ctx)
+        self.messages = MessageService(self.ctx)
+        self.server: tornado.httpserver.HTTPServer | None = None
+        self.port: int | None = None
+
+    def make_tornado_app(self) -> tornado.web.Application:
+        handlers = [(path, handler, {"app": self}) for path, handler in collect_routes()]
+        return tornado.web.Application(
+            handlers,
+            default_handler_class=NotFoundHandler,
+            default_handler_args={"app": self},
+            compress_response=False,
+            xheaders=False,
+        )
+
+    async def start(self) -> None:
+        """Open the database (migrating it), start the jobs, listen. ``server.port = 0`` picks a free port."""
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        await self.db.open()
+        server_cfg = self.config.server
+        # The largest body any route accepts; JSON routes enforce their own smaller bound in prepare().
+        max_body = int(max(server_cfg.max_body_mb, self.config.files.max_upload_mb) * 1024 * 1024) + 64 * 1024
+        self.server = tornado.httpserver.HTTPServer(self.make_tornado_app(), max_body_size=max_body,
+                                                    idle_connection_timeout=120)
+        sockets = tornado.netutil.bind_sockets(server_cfg.port, server_cfg.host, family=socket.AF_INET
+                                               if ":" not in server_cfg.host else socket.AF_UNSPEC)
+        self.port = sockets[0].getsockname()[1]
+        self.server.add_sockets(sockets)
+        self.jobs.start(self.run_jobs)
+        log.info("Rosetta listening on http://%s:%s (data in %s)", server_cfg.host, self.port,
+                 self.config.data_dir.resolve())
+        if self.config.translation.provider == "none":
+            log.info("Translation is off (translation.provider = none): messages are shown in the original.")
+
+    async def stop(self) -> None:
+        self.jobs.stop()
+        if self.server is not None:
+            self.server.stop()
+            await self.server.close_all_connections()
+            self.server = None
+        await self.db.close()

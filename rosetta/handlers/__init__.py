@@ -1,0 +1,1 @@
+"""HTTP handlers. Each module exposes ``ROUTES``: (path under /api/v1, handler class) pairs."""

@@ -1,0 +1,234 @@
+"""The base of every HTTP handler: authentication by default, bounded JSON bodies, one error envelope.
+
+Owns HTTP concerns only: reading the body, finding the credentials, CORS, rate-limit headers and
+rendering ``ApiError`` as the contract's JSON. A handler parses, calls a service, shapes the
+response. Routes opt out of authentication with ``public = True``; everything else is denied until
+a credential resolves to a Principal with the route's ``ability``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import traceback
+from collections.abc import Callable
+from ipaddress import ip_address, ip_network
+from typing import TYPE_CHECKING, Any
+
+import tornado.web
+
+from rosetta.errors import (
+    ApiError,
+    Forbidden,
+    Malformed,
+    NotFound,
+    PayloadTooLarge,
+    TooManyAttempts,
+    Unauthenticated,
+)
+from rosetta.services.auth import Principal
+
+if TYPE_CHECKING:
+    from rosetta.app import RosettaApp
+
+log = logging.getLogger("rosetta.http")
+
+JSON_TYPE = "application/json; charset=utf-8"
+HTTP_MESSAGES = {
+    400: "Bad request.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "The request body is too large.",
+}
+# Credential resolvers tried in order after the bearer token: (handler) -> Principal | None.
+Resolver = Callable[["BaseHandler"], Any]
+
+
+@tornado.web.stream_request_body
+class BaseHandler(tornado.web.RequestHandler):
+    public = False  # True: no credential needed
+    ability = "*"  # what a token must be allowed to do here
+    allow_guest = False  # guest tokens are refused unless the route says so
+    allow_session = True  # cookie sessions (web sign-in) are accepted unless the route says no
+
+    def initialize(self, app: RosettaApp) -> None:
+        self.app = app
+        self.principal: Principal | None = None
+        self._chunks: list[bytes] = []
+        self._received = 0
+        self._body_limit = int(app.config.server.max_body_mb * 1024 * 1024)
+        self.request_id = secrets.token_hex(6)
+        self.set_default_headers()
+
+    # Request life cycle --------------------------------------------------------------------------
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", JSON_TYPE)
+        self.set_header("Cache-Control", "no-cache, private")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        app = getattr(self, "app", None)  # tornado calls this once before initialize()
+        if app is None:
+            return
+        origin = self.request.headers.get("Origin")
+        allowed = app.config.server.cors_origins
+        if origin and origin in allowed:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Allow-Credentials", "true")
+            self.set_header("Vary", "Origin")
+        else:
+            self.set_header("Access-Control-Allow-Origin", "*")
+
+    async def prepare(self) -> None:
+        if self.request.method == "OPTIONS":
+            return
+        declared = self.request.headers.get("Content-Length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self._body_limit
+            except ValueError:
+                raise Malformed("Invalid Content-Length.") from None
+            if too_big:
+                raise PayloadTooLarge()
+        if self.public:
+            return
+        self.principal = await self.authenticate()
+        if self.principal is None:
+            raise Unauthenticated()
+        if self.principal.kind == "guest" and not self.allow_guest:
+            raise Unauthenticated()
+        if self.principal.kind == "user" and not self.principal.can(self.ability):
+            raise Forbidden()
+        self.rate_limit("api", self.principal.token_id or self.principal.session_id or self.principal.user_id,
+                        self.app.config.limits.api_per_minute, 60)
+
+    def data_received(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._received <= self._body_limit:
+            self._chunks.append(chunk)
+
+    async def authenticate(self) -> Principal | None:
+        """Resolve the request's credential. Bearer first, then the registered resolvers."""
+        header = self.request.headers.get("Authorization", "")
+        if header.lower().startswith("bearer "):
+            return await self.app.tokens.resolve(header[7:].strip())
+        for resolver in self.app.resolvers:
+            principal = await resolver(self)
+            if principal is not None:
+                return principal
+        return None
+
+    def options(self, *args: str) -> None:
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers",
+                        "Authorization, Content-Type, Accept, X-XSRF-TOKEN, X-Rosetta-Guest-Token,"
+                        " X-Rosetta-Webhook-Secret, Last-Event-ID")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
+
+    # Input ----------------------------------------------------------------------------------------
+
+    @property
+    def body_bytes(self) -> bytes:
+        if self._received > self._body_limit:
+            raise PayloadTooLarge()
+        return b"".join(self._chunks)
+
+    def json_body(self, allow_empty: bool = True) -> dict[str, Any]:
+        """The JSON object sent; 400 when it is not JSON or not an object, 413 when too large."""
+        raw = self.body_bytes
+        if not raw.strip():
+            if allow_empty:
+                return {}
+            raise Malformed()
+        try:
+            value = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise Malformed() from None
+        if not isinstance(value, dict):
+            raise Malformed("The JSON body must be an object.")
+        return value
+
+    def client_address(self) -> str:
+        """The caller's address; ``X-Forwarded-For`` counts only from a configured trusted proxy."""
+        peer = self.request.remote_ip or ""
+        proxies = self.app.config.server.trusted_proxies
+        forwarded = self.request.headers.get("X-Forwarded-For")
+        if not forwarded or not proxies or not _in_networks(peer, proxies):
+            return peer
+        # Walk from the nearest hop back, skipping our own proxies: the first untrusted hop is the client.
+        for hop in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
+            if not _in_networks(hop, proxies):
+                return hop
+        return peer
+
+    def rate_limit(self, bucket: str, key: str, limit: int, window_s: float) -> None:
+        """Count one attempt; 429 past ``limit``. Sets ``X-RateLimit-*`` either way."""
+        verdict = self.app.limiter.hit(bucket, key, limit, window_s)
+        if verdict.limit == 0:
+            return
+        if not verdict.allowed:
+            raise TooManyAttempts(verdict.retry_after_s, verdict.limit)
+        self.set_header("X-RateLimit-Limit", str(verdict.limit))
+        self.set_header("X-RateLimit-Remaining", str(verdict.remaining))
+
+    # Output ---------------------------------------------------------------------------------------
+
+    def send_json(self, payload: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+    def no_content(self) -> None:
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            self.set_status(exc.status)
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+            body = exc.body()
+        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
+            body = {"message": HTTP_MESSAGES.get(exc.status_code, exc.reason or "Bad request.")}
+        elif status_code < 500:
+            body = {"message": HTTP_MESSAGES.get(status_code, self._reason)}
+        else:
+            self.set_status(500)
+            body = {"message": "Server Error."}
+        self.set_header("Content-Type", JSON_TYPE)
+        self.finish(json.dumps(body).encode("utf-8"))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, ApiError) and value.status < 500:
+            return
+        if isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
+            return
+        log.error("request %s %s %s failed:\n%s", self.request_id, self.request.method, self.request.path,
+                  "".join(traceback.format_exception(typ, value, tb)))
+
+
+class NotFoundHandler(BaseHandler):
+    """Every unknown path: 404 in the contract's envelope (no credential needed to learn that)."""
+
+    public = True
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        raise NotFound()
+
+
+def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    for network in networks:
+        try:
+            if ip in ip_network(network, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False

@@ -1,0 +1,1 @@
+"""Realtime delivery: the hub (audiences → subscribers), subscriptions, wire frames, WS and SSE."""

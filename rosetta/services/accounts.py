@@ -1,0 +1,167 @@
+"""Accounts: register, password login, logout, change password, profile, personal access tokens.
+
+Owns the rules of the seed's app-auth operations. Rate limits are the handlers' (they know the
+client address); everything that writes is here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from rosetta.clock import parse_iso
+from rosetta.errors import Forbidden, Invalid, NotFound
+from rosetta.ids import new_id
+from rosetta.services.auth import PERSONAL_ABILITIES, IssuedToken, Principal, TokenService
+from rosetta.services.context import Context
+from rosetta.services.passwords import hash_password, verify_password
+from rosetta.store import tokens as token_store
+from rosetta.store import users as user_store
+from rosetta.store.db import Tx
+
+INACTIVE = "Account is inactive."
+BAD_CREDENTIALS = "The provided credentials are incorrect."
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: sqlite3.Row
+    token: IssuedToken
+
+
+def notify(ctx: Context, topic: str, *args: Any) -> None:
+    """Tell registered listeners (e.g. the realtime gateway) about a committed change."""
+    for listener in ctx.listeners.get(topic, []):
+        listener(*args)
+
+
+class AccountService:
+    def __init__(self, ctx: Context, tokens: TokenService) -> None:
+        self.ctx = ctx
+        self.tokens = tokens
+
+    async def register(self, *, name: str, email: str, password: str, preferred_language: str | None,
+                       device_name: str | None) -> SignedIn:
+        if await user_store.by_email(self.ctx.db.reader, email) is not None:
+            raise Invalid.one("email", "This email is already registered.")
+        password_hash = await hash_password(self.ctx, password)
+        user_id = new_id()
+        language = preferred_language or self.ctx.config.translation.default_language
+
+        async def unit(tx: Tx) -> SignedIn:
+            if await user_store.by_email(tx, email) is not None:  # lost a race with a twin request
+                raise Invalid.one("email", "This email is already registered.")
+            now = self.ctx.now()
+            await user_store.insert(tx, id=user_id, name=name, email=email, password_hash=password_hash,
+                                    preferred_language=language, now=now)
+            await user_store.update(tx, user_id, now, last_login_at=now)
+            token = await self.tokens.issue(tx, user_id, kind="login", name=device_name or "login",
+                                            abilities=["*"])
+            user = await user_store.by_id(tx, user_id)
+            assert user is not None
+            return SignedIn(user, token)
+
+        return await self.ctx.db.write(unit)
+
+    async def check_password_login(self, email: str, password: str) -> sqlite3.Row:
+        """The user whose password this is; 422 on any mismatch, 403 for inactive accounts."""
+        user = await user_store.by_email(self.ctx.db.reader, email)
+        ok = await verify_password(self.ctx, password, user["password_hash"] if user else None)
+        if user is None or not ok:
+            raise Invalid.one("email", BAD_CREDENTIALS)
+        if not user["is_active"]:
+            raise Forbidden(INACTIVE)
+        return user
+
+    async def login(self, email: str, password: str, device_name: str | None) -> SignedIn:
+        user = await self.check_password_login(email, password)
+        return await self.sign_in(user["id"], device_name)
+
+    async def sign_in(self, user_id: str, device_name: str | None) -> SignedIn:
+        """Issue a login token (abilities ``*``) and stamp ``last_login_at``."""
+
+        async def unit(tx: Tx) -> SignedIn:
+            now = self.ctx.now()
+            await user_store.update(tx, user_id, now, last_login_at=now)
+            token = await self.tokens.issue(tx, user_id, kind="login", name=device_name or "login",
+                                            abilities=["*"])
+            user = await user_store.by_id(tx, user_id)
+            assert user is not None
+            return SignedIn(user, token)
+
+        return await self.ctx.db.write(unit)
+
+    async def logout(self, principal: Principal) -> None:
+        if principal.token_id is None:
+            return
+        token_id = principal.token_id
+        await self.ctx.db.write(lambda tx: self._revoke(tx, [token_id]))
+
+    async def _revoke(self, tx: Tx, token_ids: list[str]) -> None:
+        now = self.ctx.now()
+        for token_id in token_ids:
+            await token_store.revoke(tx, token_id, now)
+        tx.on_commit(lambda: notify(self.ctx, "tokens.revoked", token_ids))
+
+    async def change_password(self, principal: Principal, current: str, new: str) -> None:
+        user = await user_store.by_id(self.ctx.db.reader, principal.user_id)
+        assert user is not None
+        if user["password_hash"] is not None and not await verify_password(self.ctx, current, user["password_hash"]):
+            raise Invalid.one("current_password", "The current password is incorrect.")
+        new_hash = await hash_password(self.ctx, new)
+
+        async def unit(tx: Tx) -> None:
+            now = self.ctx.now()
+            await user_store.update(tx, principal.user_id, now, password_hash=new_hash)
+            revoked = await token_store.revoke_all_for_user(tx, principal.user_id, now, keep_id=principal.token_id)
+            tx.on_commit(lambda: notify(self.ctx, "tokens.revoked", revoked))
+            tx.on_commit(lambda: notify(self.ctx, "password.changed", principal.user_id, principal.session_id))
+
+        await self.ctx.db.write(unit)
+
+    async def me(self, principal: Principal) -> sqlite3.Row:
+        user = await user_store.by_id(self.ctx.db.reader, principal.user_id)
+        if user is None:
+            raise NotFound()
+        return user
+
+    async def update_me(self, principal: Principal, changes: dict[str, Any]) -> sqlite3.Row:
+        async def unit(tx: Tx) -> sqlite3.Row:
+            await user_store.update(tx, principal.user_id, self.ctx.now(), **changes)
+            user = await user_store.by_id(tx, principal.user_id)
+            assert user is not None
+            return user
+
+        return await self.ctx.db.write(unit)
+
+    # Personal access tokens -------------------------------------------------------------------
+
+    async def list_tokens(self, principal: Principal) -> list[sqlite3.Row]:
+        return await token_store.personal_for_user(self.ctx.db.reader, principal.user_id)
+
+    async def create_token(self, principal: Principal, name: str, abilities: list[str],
+                           expires_at: str | None) -> tuple[sqlite3.Row, str]:
+        unknown = [a for a in abilities if a not in PERSONAL_ABILITIES]
+        if unknown or not abilities:
+            raise Invalid.one("abilities", f"The abilities must be chosen from: {', '.join(PERSONAL_ABILITIES)}.")
+        if expires_at is not None and parse_iso(expires_at) <= self.ctx.clock.now():
+            raise Invalid.one("expires_at", "The expires_at field must be a date in the future.")
+
+        async def unit(tx: Tx) -> tuple[sqlite3.Row, str]:
+            issued = await self.tokens.issue(tx, principal.user_id, kind="personal", name=name,
+                                             abilities=sorted(set(abilities)), expires_at=expires_at)
+            row = await token_store.by_id_for_user(tx, issued.id, principal.user_id)
+            assert row is not None
+            return row, issued.plain
+
+        return await self.ctx.db.write(unit)
+
+    async def revoke_token(self, principal: Principal, token_id: str) -> None:
+        async def unit(tx: Tx) -> None:
+            row = await token_store.by_id_for_user(tx, token_id, principal.user_id)
+            if row is None or row["kind"] != "personal":
+                raise NotFound()
+            await self._revoke(tx, [token_id])
+
+        await self.ctx.db.write(unit)

@@ -1,0 +1,33 @@
+"""Emitting events: append to the durable log inside the caller's transaction, publish after COMMIT.
+
+Only services call ``emit``; the hub hears of an event only from the on-commit callback, so a
+rolled-back change never reaches a client (ARCHITECTURE rule 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rosetta.services.context import Context
+from rosetta.store import events as event_store
+from rosetta.store.db import Tx
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    name: str
+    audience_kind: str
+    audience_id: str
+    payload: dict[str, Any]
+    created_at: str
+
+
+async def emit(ctx: Context, tx: Tx, name: str, audience_kind: str, audience_id: str,
+               payload: dict[str, Any]) -> Event:
+    now = ctx.now()
+    seq = await event_store.append(tx, name, audience_kind, audience_id, payload, now)
+    event = Event(seq, name, audience_kind, audience_id, payload, now)
+    tx.on_commit(lambda: ctx.hub.publish(event))
+    return event

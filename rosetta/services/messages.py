@@ -1,0 +1,188 @@
+"""Messages: one way to post (any author, any place), cursor-paged reading, per-reader views.
+
+Owns the message life cycle. Attachments and translation plug in through two small ports so that
+the files and translation features extend posting without another code path: every author kind
+(member, guest, webhook, automation) goes through ``post``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from rosetta.errors import Invalid
+from rosetta.ids import new_id
+from rosetta.services import views
+from rosetta.services.auth import Principal
+from rosetta.services.context import Context
+from rosetta.services.events import emit
+from rosetta.store import messages as message_store
+from rosetta.store.db import Conn, Tx
+
+MAX_CONTENT_CHARS = 10_000
+
+
+@dataclass(frozen=True)
+class Author:
+    kind: str  # user | guest | webhook | automation
+    id: str  # user id, or webhook id
+    language: str  # the author's reading language: the source language when detection is unsure
+    files_owner_id: str | None = None  # whose staged files this author may attach
+    name: str | None = None  # display-name override
+    avatar_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a message lives and who hears of it."""
+
+    workspace_id: str | None
+    channel_id: str | None
+    conversation_id: str | None
+    audience_kind: str  # channel | conversation | room
+    audience_id: str
+
+
+class AttachmentPort(Protocol):
+    async def check(self, conn: Conn, owner_id: str | None, file_ids: Sequence[str]) -> None: ...
+    async def claim(self, tx: Tx, message_id: str, owner_id: str | None,
+                    file_ids: Sequence[str]) -> list[dict[str, Any]]: ...
+    async def for_messages(self, conn: Conn, rows: Sequence[sqlite3.Row]) -> dict[str, list[dict[str, Any]]]: ...
+
+
+class TranslationPort(Protocol):
+    def source_language(self, content: str, author_language: str) -> str: ...
+    async def enqueue(self, tx: Tx, message: sqlite3.Row, place: Place) -> None: ...
+    async def for_reader(self, conn: Conn, rows: Sequence[sqlite3.Row],
+                         language: str) -> dict[str, dict[str, Any]]: ...
+
+
+class NoAttachments:
+    """Until files exist: any attachment id is refused, nothing is attached."""
+
+    async def check(self, conn: Conn, owner_id: str | None, file_ids: Sequence[str]) -> None:
+        if file_ids:
+            raise Invalid.one("attachment_ids", "The selected attachment_ids are invalid.")
+
+    async def claim(self, tx: Tx, message_id: str, owner_id: str | None,
+                    file_ids: Sequence[str]) -> list[dict[str, Any]]:
+        return []
+
+    async def for_messages(self, conn: Conn, rows: Sequence[sqlite3.Row]) -> dict[str, list[dict[str, Any]]]:
+        return {}
+
+
+class NoTranslation:
+    """Until translation exists: the source is the author's language and nothing is queued."""
+
+    def source_language(self, content: str, author_language: str) -> str:
+        return author_language
+
+    async def enqueue(self, tx: Tx, message: sqlite3.Row, place: Place) -> None:
+        return None
+
+    async def for_reader(self, conn: Conn, rows: Sequence[sqlite3.Row],
+                         language: str) -> dict[str, dict[str, Any]]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    per_page: int
+    next_cursor: str | None  # pass as ?before= for older messages
+    prev_cursor: str | None  # pass as ?after= for newer messages
+
+
+def channel_place(channel: sqlite3.Row) -> Place:
+    return Place(channel["workspace_id"], channel["id"], None, "channel", channel["id"])
+
+
+class MessageService:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.attachments: AttachmentPort = NoAttachments()
+        self.translations: TranslationPort = NoTranslation()
+
+    async def render(self, conn: Conn, rows: Sequence[sqlite3.Row], language: str) -> list[dict[str, Any]]:
+        """Rows as a reader of ``language`` sees them, attachments and translations included."""
+        attachments = await self.attachments.for_messages(conn, rows)
+        translations = await self.translations.for_reader(conn, rows, language)
+        return [views.message(row, language, translations.get(row["id"]), attachments.get(row["id"]))
+                for row in rows]
+
+    async def check_parent(self, parent_id: str | None, place: Place) -> None:
+        if parent_id is None:
+            return
+        parent = await message_store.by_id(self.ctx.db.reader, parent_id)
+        if (parent is None or parent["channel_id"] != place.channel_id
+                or parent["conversation_id"] != place.conversation_id):
+            raise Invalid.one("parent_message_id", "The selected parent_message_id is invalid.")
+
+    async def post(self, author: Author, place: Place, content: str, *, attachment_ids: Sequence[str] = (),
+                   parent_id: str | None = None, skip_translation: bool = False,
+                   reader_language: str | None = None) -> dict[str, Any]:
+        """Store a message, claim its files, queue its translations and emit ``message.created``.
+
+        Returns the message as ``reader_language`` (default: the author's) sees it.
+        """
+        if not content.strip() and not attachment_ids:
+            raise Invalid.one("content", "The content field is required.")
+        await self.check_parent(parent_id, place)
+        await self.attachments.check(self.ctx.db.reader, author.files_owner_id, attachment_ids)
+        source = self.translations.source_language(content, author.language)
+        message_id = new_id()
+
+        async def unit(tx: Tx) -> tuple[sqlite3.Row, list[dict[str, Any]]]:
+            now = self.ctx.now()
+            await message_store.insert(
+                tx, id=message_id, workspace_id=place.workspace_id, channel_id=place.channel_id,
+                conversation_id=place.conversation_id, author_kind=author.kind, author_id=author.id,
+                author_name=author.name, author_avatar_url=author.avatar_url, content=content,
+                source_language=source, skip_translation=skip_translation, parent_message_id=parent_id, now=now,
+            )
+            attached = await self.attachments.claim(tx, message_id, author.files_owner_id, attachment_ids)
+            row = await message_store.by_id(tx, message_id)
+            assert row is not None
+            if not skip_translation:
+                await self.translations.enqueue(tx, row, place)
+            neutral = views.message(row, row["source_language"], None, attached)
+            await emit(self.ctx, tx, "message.created", place.audience_kind, place.audience_id, neutral)
+            if place.conversation_id is not None:
+                await message_store.touch_conversation(tx, place.conversation_id, now)
+            return row, attached
+
+        row, attached = await self.ctx.db.write(unit)
+        language = reader_language or author.language
+        return views.message(row, language, None if skip_translation else self._pending(row, language), attached)
+
+    async def post_as_member(self, principal: Principal, channel: sqlite3.Row, content: str,
+                             **options: Any) -> dict[str, Any]:
+        """A workspace member posts in a channel they may read (``channel`` from require_readable_channel)."""
+        author = Author("user", principal.user_id, channel["reader_language"], files_owner_id=principal.user_id)
+        return await self.post(author, channel_place(channel), content, **options)
+
+    def _pending(self, row: sqlite3.Row, language: str) -> dict[str, Any] | None:
+        """Right after posting, a reader of another language waits for a translation."""
+        if isinstance(self.translations, NoTranslation) or views.same_language(language, row["source_language"]):
+            return None
+        return {"status": "pending", "content": None}
+
+    async def page(self, *, channel_id: str | None = None, conversation_id: str | None = None,
+                   before: str | None, after: str | None, limit: int, language: str) -> Page:
+        conn = self.ctx.db.reader
+        rows = await message_store.page(conn, channel_id=channel_id, conversation_id=conversation_id,
+                                        before=before, after=after, limit=limit)
+        items = await self.render(conn, rows, language)
+        next_cursor = prev_cursor = None
+        if rows:
+            newest, oldest = rows[0]["id"], rows[-1]["id"]
+            if await message_store.exists_beyond(conn, channel_id=channel_id, conversation_id=conversation_id,
+                                                 older_than=oldest, newer_than=None):
+                next_cursor = oldest
+            if await message_store.exists_beyond(conn, channel_id=channel_id, conversation_id=conversation_id,
+                                                 older_than=None, newer_than=newest):
+                prev_cursor = newest
+        return Page(items, limit, next_cursor, prev_cursor)

@@ -1,0 +1,131 @@
+"""Workspaces and channels: create, list, read, and the access rules that guard them.
+
+Owns "who may see and do what" in a workspace: 404 for outsiders (no existence leak), 403 for a
+member who may see but not act, and the password rule for protected channels.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from rosetta.errors import Forbidden, Invalid, NotFound
+from rosetta.ids import looks_like_id, new_id
+from rosetta.services import views
+from rosetta.services.auth import Principal
+from rosetta.services.context import Context
+from rosetta.services.events import emit
+from rosetta.services.passwords import hash_password
+from rosetta.services.slugs import free_slug, slugify
+from rosetta.store import channels as channel_store
+from rosetta.store import workspaces as workspace_store
+from rosetta.store.db import Tx
+
+ADMIN_ROLES = ("owner", "admin")
+PASSWORD_REQUIRED = "channel_password_required"
+
+
+def is_admin(row: sqlite3.Row) -> bool:
+    return row["my_role"] in ADMIN_ROLES
+
+
+class WorkspaceService:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # Access -----------------------------------------------------------------------------------
+
+    async def require_member(self, workspace_id: str, principal: Principal) -> sqlite3.Row:
+        """The workspace with ``my_role``; 404 when it does not exist or the caller is not in it."""
+        if not looks_like_id(workspace_id):
+            raise NotFound()
+        row = await workspace_store.for_member(self.ctx.db.reader, workspace_id.lower(), principal.user_id)
+        if row is None:
+            raise NotFound()
+        return row
+
+    async def require_admin(self, workspace_id: str, principal: Principal) -> sqlite3.Row:
+        row = await self.require_member(workspace_id, principal)
+        if not is_admin(row):
+            raise Forbidden()
+        return row
+
+    async def require_channel(self, workspace_id: str, channel_id: str, principal: Principal) -> sqlite3.Row:
+        """A channel the caller may see (a workspace member): 404 otherwise."""
+        if not looks_like_id(workspace_id) or not looks_like_id(channel_id):
+            raise NotFound()
+        row = await channel_store.for_user(self.ctx.db.reader, workspace_id.lower(), channel_id.lower(),
+                                           principal.user_id)
+        if row is None:
+            raise NotFound()
+        return row
+
+    async def require_readable_channel(self, workspace_id: str, channel_id: str,
+                                       principal: Principal) -> sqlite3.Row:
+        """A channel the caller may read and post in: password channels need a join first (403)."""
+        row = await self.require_channel(workspace_id, channel_id, principal)
+        if not row["is_member"]:
+            raise Forbidden(code=PASSWORD_REQUIRED)
+        return row
+
+    # Workspaces -------------------------------------------------------------------------------
+
+    async def create(self, principal: Principal, name: str, slug: str | None, password: str | None) -> sqlite3.Row:
+        reader = self.ctx.db.reader
+        if slug is not None and await workspace_store.slug_taken(reader, slug):
+            raise Invalid.one("slug", "The slug has already been taken.")
+        password_hash = await hash_password(self.ctx, password) if password else None
+        workspace_id = new_id()
+
+        async def unit(tx: Tx) -> sqlite3.Row:
+            chosen = slug
+            if chosen is None:
+                chosen = await free_slug(slugify(name, "workspace"), lambda s: workspace_store.slug_taken(tx, s))
+            elif await workspace_store.slug_taken(tx, chosen):
+                raise Invalid.one("slug", "The slug has already been taken.")
+            now = self.ctx.now()
+            await workspace_store.insert(tx, id=workspace_id, name=name, slug=chosen, owner_id=principal.user_id,
+                                         password_hash=password_hash, now=now)
+            await workspace_store.add_member(tx, id=new_id(), workspace_id=workspace_id,
+                                             user_id=principal.user_id, role="owner", now=now)
+            await channel_store.insert(tx, id=new_id(), workspace_id=workspace_id, name="general", slug="general",
+                                       password_hash=None, now=now)
+            row = await workspace_store.for_member(tx, workspace_id, principal.user_id)
+            assert row is not None
+            await emit(self.ctx, tx, "workspace.created", "user", principal.user_id, views.workspace(row))
+            return row
+
+        return await self.ctx.db.write(unit)
+
+    async def list_mine(self, principal: Principal) -> list[sqlite3.Row]:
+        return await workspace_store.list_for_user(self.ctx.db.reader, principal.user_id)
+
+    # Channels ---------------------------------------------------------------------------------
+
+    async def list_channels(self, workspace_id: str, principal: Principal) -> list[sqlite3.Row]:
+        workspace = await self.require_member(workspace_id, principal)
+        return await channel_store.list_for_user(self.ctx.db.reader, workspace["id"], principal.user_id)
+
+    async def create_channel(self, workspace_id: str, principal: Principal, name: str, slug: str | None,
+                             password: str | None) -> sqlite3.Row:
+        workspace = await self.require_admin(workspace_id, principal)
+        if slug is not None and await channel_store.slug_taken(self.ctx.db.reader, workspace["id"], slug):
+            raise Invalid.one("slug", "The slug has already been taken.")
+        password_hash = await hash_password(self.ctx, password) if password else None
+        channel_id = new_id()
+
+        async def unit(tx: Tx) -> sqlite3.Row:
+            chosen = slug
+            if chosen is None:
+                chosen = await free_slug(slugify(name, "channel"),
+                                         lambda s: channel_store.slug_taken(tx, workspace["id"], s))
+            elif await channel_store.slug_taken(tx, workspace["id"], chosen):
+                raise Invalid.one("slug", "The slug has already been taken.")
+            await channel_store.insert(tx, id=channel_id, workspace_id=workspace["id"], name=name, slug=chosen,
+                                       password_hash=password_hash, now=self.ctx.now())
+            row = await channel_store.for_user(tx, workspace["id"], channel_id, principal.user_id)
+            assert row is not None
+            neutral = {**views.channel(row), "is_member": password_hash is None}
+            await emit(self.ctx, tx, "channel.created", "workspace", workspace["id"], neutral)
+            return row
+
+        return await self.ctx.db.write(unit)

@@ -1,0 +1,1 @@
+"""SQL lives here and only here: functions that take a connection or transaction first."""

@@ -1,0 +1,36 @@
+"""SQL for the durable event log (seq, name, audience, payload)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from rosetta.store.db import Conn, Tx
+
+
+async def append(tx: Tx, name: str, audience_kind: str, audience_id: str, payload: dict[str, Any],
+                 now: str) -> int:
+    row = await tx.fetch_one(
+        "INSERT INTO events (name, audience_kind, audience_id, payload, created_at) VALUES (?, ?, ?, ?, ?)"
+        " RETURNING seq",
+        (name, audience_kind, audience_id, json.dumps(payload, separators=(",", ":")), now),
+    )
+    assert row is not None
+    return int(row[0])
+
+
+async def after(conn: Conn, seq: int, limit: int) -> list[sqlite3.Row]:
+    return await conn.fetch_all("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+
+
+async def latest_seq(conn: Conn) -> int:
+    return int(await conn.fetch_value("SELECT COALESCE(MAX(seq), 0) FROM events"))
+
+
+async def oldest_seq(conn: Conn) -> int:
+    return int(await conn.fetch_value("SELECT COALESCE(MIN(seq), 0) FROM events"))
+
+
+async def trim_before(tx: Tx, cutoff: str) -> int:
+    return await tx.execute("DELETE FROM events WHERE created_at < ?", (cutoff,))

@@ -1,0 +1,41 @@
+"""Fixtures: a real server per test (pytest-tornado's io_loop runs it), an HTTP client, a clock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tornado.ioloop import IOLoop
+
+from rosetta.clock import ManualClock
+from tests.support import Api, Server, test_config
+
+START = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def server_overrides() -> dict:
+    """Override per test module or test: ``{"limits": {"login_per_minute": 2}}``."""
+    return {}
+
+
+@pytest.fixture
+def server(io_loop: IOLoop, tmp_path: Path, clock: ManualClock, server_overrides: dict) -> Iterator[Server]:
+    running = Server(test_config(tmp_path / "data", **server_overrides), clock)
+    io_loop.run_sync(running.start)
+    yield running
+    io_loop.run_sync(running.stop)
+
+
+@pytest.fixture
+def api(server: Server) -> Iterator[Api]:
+    client = Api(server)
+    yield client
+    client.close()
