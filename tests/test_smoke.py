@@ -14,7 +14,8 @@ async def test_register_me_workspace_post_read(api):
     assert ws["slug"] == "home-lab" and ws["my_role"] == "owner" and ws["member_count"] == 1
     channels = await api.get(f"/workspaces/{ws['id']}/channels", token=ana.token)
     general = channels.json["data"][0]
-    sent = await api.post(f"/workspaces/{ws['id']}/channels/{general['id']}/messages", {"content": "hi"}, token=ana.token)
+    path = f"/workspaces/{ws['id']}/channels/{general['id']}/messages"
+    sent = await api.post(path, {"content": "hi"}, token=ana.token)
     assert sent.status == 201, sent
     listed = await api.get(f"/workspaces/{ws['id']}/channels/{general['id']}/messages", token=ana.token)
     assert [m["original_content"] for m in listed.json["data"]] == ["hi"]

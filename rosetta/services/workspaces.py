@@ -21,7 +21,7 @@ from rosetta.store import workspaces as workspace_store
 from rosetta.store.db import Tx
 
 ADMIN_ROLES = ("owner", "admin")
-PASSWORD_REQUIRED = "channel_password_required"
+PASSWORD_REQUIRED = "channel_password_required"  # noqa: S105 - an error code, not a secret
 
 
 def is_admin(row: sqlite3.Row) -> bool:
