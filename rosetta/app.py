@@ -21,13 +21,19 @@ import rosetta.handlers
 from rosetta.clock import Clock
 from rosetta.config import Config
 from rosetta.handlers.base import NotFoundHandler
+from rosetta.handlers.rooms import guest_resolver
 from rosetta.jobs import JobRunner
 from rosetta.ratelimit import RateLimiter
 from rosetta.realtime.hub import Hub
 from rosetta.services.accounts import AccountService
 from rosetta.services.auth import TokenService
 from rosetta.services.context import Context
+from rosetta.services.direct import DirectService
+from rosetta.services.guests import GuestService
+from rosetta.services.invites import InviteService
+from rosetta.services.members import MemberService
 from rosetta.services.messages import MessageService
+from rosetta.services.rooms import RoomService
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store.db import Database
 
@@ -62,6 +68,15 @@ class RosettaApp:
         self.accounts = AccountService(self.ctx, self.tokens)
         self.workspaces = WorkspaceService(self.ctx)
         self.messages = MessageService(self.ctx)
+        # Members, invites and direct chat (issue 2 core REST).
+        self.members = MemberService(self.ctx, self.workspaces)
+        self.invites = InviteService(self.ctx, self.workspaces)
+        self.direct = DirectService(self.ctx, self.messages)
+        # Temporary rooms (issue 8): guest tokens resolve through app.resolvers; the sweep expires rooms.
+        self.rooms = RoomService(self.ctx)
+        self.guests = GuestService(self.ctx, self.rooms)
+        self.resolvers.append(guest_resolver(self.guests))
+        self.jobs.add("rooms.expire", config.temporary_rooms.sweep_interval_s, self.rooms.sweep)
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
 

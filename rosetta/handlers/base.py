@@ -110,6 +110,9 @@ class BaseHandler(tornado.web.RequestHandler):
     async def authenticate(self) -> Principal | None:
         """Resolve the request's credential. Bearer first, then the registered resolvers."""
         header = self.request.headers.get("Authorization", "")
+        if ((self.request.headers.get("X-Rosetta-Guest-Token") or self.get_query_argument("guest_token", None))
+                and (header or self.get_cookie("rosetta_session") or self.get_query_argument("access_token", None))):
+            raise Unauthenticated()  # a guest token is never combined with another credential (issue 8)
         if header.lower().startswith("bearer "):
             return await self.app.tokens.resolve(header[7:].strip())
         for resolver in self.app.resolvers:
@@ -170,8 +173,10 @@ class BaseHandler(tornado.web.RequestHandler):
             return
         if not verdict.allowed:
             raise TooManyAttempts(verdict.retry_after_s, verdict.limit)
-        self.set_header("X-RateLimit-Limit", str(verdict.limit))
-        self.set_header("X-RateLimit-Remaining", str(verdict.remaining))
+        # Kept so that an error answer (send_error clears headers) still carries them, as the seed shows.
+        self._rate_headers = {"X-RateLimit-Limit": str(verdict.limit), "X-RateLimit-Remaining": str(verdict.remaining)}
+        for name, value in self._rate_headers.items():
+            self.set_header(name, value)
 
     # Output ---------------------------------------------------------------------------------------
 
@@ -186,6 +191,8 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        for name, value in getattr(self, "_rate_headers", {}).items():
+            self.set_header(name, value)
         if isinstance(exc, ApiError):
             self.set_status(exc.status)
             for name, value in exc.headers.items():
