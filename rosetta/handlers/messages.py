@@ -7,7 +7,8 @@ from typing import Any
 from rosetta.handlers.base import BaseHandler
 from rosetta.handlers.paging import cursor_body, cursor_params
 from rosetta.handlers.validate import Validator
-from rosetta.services.messages import MAX_CONTENT_CHARS
+from rosetta.services.messages import MAX_CONTENT_CHARS, channel_place
+from rosetta.services.workspaces import ADMIN_ROLES
 
 
 def message_input(body: dict[str, Any]) -> tuple[str, list[str], str | None, bool]:
@@ -43,6 +44,37 @@ class ChannelMessagesHandler(BaseHandler):
         self.send_json({"data": message}, 201)
 
 
+def edit_input(body: dict[str, Any]) -> str:
+    """The new ``content`` of an edit: required, non-empty, bounded."""
+    v = Validator(body)
+    content = v.string("content", required=True, max_len=MAX_CONTENT_CHARS, strip=False)
+    if content is not None and not content.strip():
+        v.fail("content", "The content field is required.")
+    v.done()
+    assert content is not None
+    return content
+
+
+class ChannelMessageHandler(BaseHandler):
+    """One channel message: the author edits it; the author or a workspace admin/owner deletes it."""
+
+    async def patch(self, workspace_id: str, channel_id: str, message_id: str) -> None:
+        assert self.principal
+        channel = await self.app.workspaces.require_readable_channel(workspace_id, channel_id, self.principal)
+        content = edit_input(self.json_body())
+        message = await self.app.messages.edit(self.principal.user_id, channel_place(channel), message_id, content,
+                                               channel["reader_language"])
+        self.send_json({"data": message})
+
+    async def delete(self, workspace_id: str, channel_id: str, message_id: str) -> None:
+        assert self.principal
+        channel = await self.app.workspaces.require_readable_channel(workspace_id, channel_id, self.principal)
+        await self.app.messages.delete(self.principal.user_id, channel_place(channel), message_id,
+                                       moderator=channel["my_role"] in ADMIN_ROLES)
+        self.no_content()
+
+
 ROUTES = [
     (r"/workspaces/([^/]+)/channels/([^/]+)/messages", ChannelMessagesHandler),
+    (r"/workspaces/([^/]+)/channels/([^/]+)/messages/([^/]+)", ChannelMessageHandler),
 ]

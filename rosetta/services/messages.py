@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rosetta.errors import Invalid
-from rosetta.ids import new_id
+from rosetta.errors import Forbidden, Invalid, NotFound
+from rosetta.ids import looks_like_id, new_id
 from rosetta.services import views
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
@@ -186,3 +186,57 @@ class MessageService:
                                                  older_than=None, newer_than=newest):
                 prev_cursor = newest
         return Page(items, limit, next_cursor, prev_cursor)
+
+    # Edit and delete (any place: channel, conversation, room) ---------------------------------------
+
+    async def _in_place(self, conn: Conn, place: Place, message_id: str) -> sqlite3.Row:
+        """A live (not deleted) message of ``place``; 404 for anything else, so ids elsewhere do not leak."""
+        row = await message_store.by_id(conn, message_id.lower()) if looks_like_id(message_id) else None
+        if (row is None or row["deleted_at"] is not None or row["channel_id"] != place.channel_id
+                or row["conversation_id"] != place.conversation_id):
+            raise NotFound()
+        return row
+
+    async def edit(self, actor_id: str, place: Place, message_id: str, content: str,
+                   reader_language: str) -> dict[str, Any]:
+        """The author replaces a message's text; emits ``message.updated``. Returns it as the author reads it."""
+        if not content.strip():
+            raise Invalid.one("content", "The content field is required.")
+        found = await self._in_place(self.ctx.db.reader, place, message_id)
+        if found["author_kind"] != "user" or found["author_id"] != actor_id:
+            raise Forbidden()
+        source = self.translations.source_language(content, reader_language)
+        attached = (await self.attachments.for_messages(self.ctx.db.reader, [found])).get(found["id"])
+
+        async def unit(tx: Tx) -> sqlite3.Row:
+            current = await self._in_place(tx, place, found["id"])
+            await message_store.update_content(tx, current["id"], content, source, self.ctx.now())
+            row = await message_store.by_id(tx, current["id"])
+            assert row is not None
+            # Re-translation on edit: the translation port adds ``on_edit`` when it exists.
+            on_edit = getattr(self.translations, "on_edit", None)
+            if on_edit is not None and not row["skip_translation"]:
+                await on_edit(tx, row, place)
+            neutral = views.message(row, row["source_language"], None, attached)
+            await emit(self.ctx, tx, "message.updated", place.audience_kind, place.audience_id, neutral)
+            return row
+
+        row = await self.ctx.db.write(unit)
+        return (await self.render(self.ctx.db.reader, [row], reader_language))[0]
+
+    async def delete(self, actor_id: str, place: Place, message_id: str, *, moderator: bool = False) -> None:
+        """Soft delete by the author (or a ``moderator``): id and place stay, content goes; ``message.deleted``."""
+        found = await self._in_place(self.ctx.db.reader, place, message_id)
+        if not moderator and (found["author_kind"] != "user" or found["author_id"] != actor_id):
+            raise Forbidden()
+
+        async def unit(tx: Tx) -> None:
+            current = await self._in_place(tx, place, found["id"])
+            now = self.ctx.now()
+            await message_store.soft_delete(tx, current["id"], now)
+            payload = {"id": current["id"], "workspace_id": current["workspace_id"],
+                       "channel_id": current["channel_id"], "conversation_id": current["conversation_id"],
+                       "deleted_at": now}
+            await emit(self.ctx, tx, "message.deleted", place.audience_kind, place.audience_id, payload)
+
+        await self.ctx.db.write(unit)

@@ -126,3 +126,51 @@ def message(row: Row, reader_language: str, translation: Mapping[str, Any] | Non
         "updated_at": row["updated_at"],
         "deleted_at": row["deleted_at"],
     }
+
+
+def member(row: Row) -> dict[str, Any]:
+    """A workspace member (row from store.workspaces.MEMBER_SELECT)."""
+    return {
+        "id": row["id"],
+        "workspace_id": row["workspace_id"],
+        "user": {"id": row["user_id"], "name": row["user_name"], "avatar_url": row["user_avatar_url"]},
+        "role": row["role"],
+        "preferred_language": row["preferred_language"],
+        "joined_at": row["joined_at"],
+    }
+
+
+def invite(row: Row, url: str) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "workspace_id": row["workspace_id"],
+        "code": row["code"],
+        "url": url,
+        "expires_at": row["expires_at"],
+        "max_uses": row["max_uses"],
+        "uses": row["uses"],
+        "created_by": row["created_by"],
+        "created_at": row["created_at"],
+    }
+
+
+def invite_preview(row: Row) -> dict[str, Any]:
+    """What anyone holding the link may see, signed in or not."""
+    return {
+        "workspace": {"name": row["workspace_name"], "slug": row["workspace_slug"],
+                      "member_count": row["member_count"]},
+        "inviter": {"name": row["inviter_name"]},
+        "expires_at": row["expires_at"],
+    }
+
+
+def direct_conversation(row: Row, participants: list[Row], viewer_id: str) -> dict[str, Any]:
+    people = [user_public(p) for p in participants]
+    other = next((p for p in people if p["id"] != viewer_id), None)
+    return {
+        "id": row["id"],
+        "participants": people,
+        "other_user": other,
+        "last_message_at": row["last_message_at"],
+        "created_at": row["created_at"],
+    }

@@ -7,6 +7,7 @@ member who may see but not act, and the password rule for protected channels.
 from __future__ import annotations
 
 import sqlite3
+from typing import cast
 
 from rosetta.errors import Forbidden, Invalid, NotFound
 from rosetta.ids import looks_like_id, new_id
@@ -14,7 +15,7 @@ from rosetta.services import views
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import emit
-from rosetta.services.passwords import hash_password
+from rosetta.services.passwords import hash_password, verify_password
 from rosetta.services.slugs import free_slug, slugify
 from rosetta.store import channels as channel_store
 from rosetta.store import workspaces as workspace_store
@@ -22,6 +23,9 @@ from rosetta.store.db import Tx
 
 ADMIN_ROLES = ("owner", "admin")
 PASSWORD_REQUIRED = "channel_password_required"  # noqa: S105 - an error code, not a secret
+GENERAL_SLUG = "general"
+GENERAL_UNDELETABLE = "general_channel_undeletable"  # every workspace keeps its general channel
+KEEP: object = object()  # "password not in the request": leave it as it is
 
 
 def is_admin(row: sqlite3.Row) -> bool:
@@ -126,6 +130,81 @@ class WorkspaceService:
             assert row is not None
             neutral = {**views.channel(row), "is_member": password_hash is None}
             await emit(self.ctx, tx, "channel.created", "workspace", workspace["id"], neutral)
+            return row
+
+        return await self.ctx.db.write(unit)
+
+    async def update_channel(self, workspace_id: str, channel_id: str, principal: Principal, name: str,
+                             slug: str | None, password: str | object | None = KEEP) -> sqlite3.Row:
+        """Rename a channel, change its slug, set or (None) remove its password. Admins and owner."""
+        workspace = await self.require_admin(workspace_id, principal)
+        channel = await self.require_channel(workspace["id"], channel_id, principal)
+        if slug is not None and await channel_store.slug_taken(self.ctx.db.reader, workspace["id"], slug,
+                                                               except_id=channel["id"]):
+            raise Invalid.one("slug", "The slug has already been taken.")
+        if channel["slug"] == GENERAL_SLUG and slug is not None and slug != GENERAL_SLUG:
+            raise Invalid.one("slug", "The general channel keeps its slug.")
+        new_hash: str | object | None = KEEP
+        if isinstance(password, str):
+            new_hash = await hash_password(self.ctx, password)
+        elif password is None:
+            new_hash = None
+
+        async def unit(tx: Tx) -> sqlite3.Row:
+            current = await channel_store.for_user(tx, workspace["id"], channel["id"], principal.user_id)
+            if current is None:
+                raise NotFound()
+            chosen = slug or current["slug"]
+            if await channel_store.slug_taken(tx, workspace["id"], chosen, except_id=current["id"]):
+                raise Invalid.one("slug", "The slug has already been taken.")
+            old_hash = await channel_store.password_hash(tx, current["id"])
+            stored = old_hash if new_hash is KEEP else cast("str | None", new_hash)
+            await channel_store.update(tx, current["id"], name=name, slug=chosen, password_hash=stored,
+                                       now=self.ctx.now())
+            if new_hash is not KEEP:
+                # A new or removed password: whoever joined with the old one must join again.
+                await channel_store.clear_access(tx, current["id"])
+            row = await channel_store.for_user(tx, workspace["id"], current["id"], principal.user_id)
+            assert row is not None
+            neutral = {**views.channel(row), "is_member": not row["has_password"]}
+            await emit(self.ctx, tx, "channel.updated", "workspace", workspace["id"], neutral)
+            return row
+
+        return await self.ctx.db.write(unit)
+
+    async def delete_channel(self, workspace_id: str, channel_id: str, principal: Principal) -> None:
+        """Delete a channel with its messages. Admins and owner; ``general`` stays (403)."""
+        workspace = await self.require_admin(workspace_id, principal)
+        channel = await self.require_channel(workspace["id"], channel_id, principal)
+        if channel["slug"] == GENERAL_SLUG:
+            raise Forbidden(code=GENERAL_UNDELETABLE)
+
+        async def unit(tx: Tx) -> None:
+            if not await channel_store.delete(tx, channel["id"]):
+                raise NotFound()
+            payload = {"id": channel["id"], "workspace_id": workspace["id"], "deleted_at": self.ctx.now()}
+            await emit(self.ctx, tx, "channel.deleted", "workspace", workspace["id"], payload)
+
+        await self.ctx.db.write(unit)
+
+    async def join_channel(self, channel: sqlite3.Row, principal: Principal, password: str) -> sqlite3.Row:
+        """Unlock a password channel for the caller; 422 ``password`` when wrong.
+
+        ``channel`` comes from ``require_channel``; the caller rate-limits attempts before this runs.
+        Channels without a password, and owners and admins, are open already: nothing to check.
+        """
+        if channel["is_member"]:
+            return channel
+        stored = await channel_store.password_hash(self.ctx.db.reader, channel["id"])
+        if stored is not None and not await verify_password(self.ctx, password, stored):
+            raise Invalid.one("password", "The provided password is incorrect.")
+
+        async def unit(tx: Tx) -> sqlite3.Row:
+            await channel_store.grant_access(tx, channel["id"], principal.user_id, self.ctx.now())
+            row = await channel_store.for_user(tx, channel["workspace_id"], channel["id"], principal.user_id)
+            if row is None:
+                raise NotFound()
+            await emit(self.ctx, tx, "channel.joined", "user", principal.user_id, views.channel(row))
             return row
 
         return await self.ctx.db.write(unit)

@@ -64,3 +64,24 @@ async def readers(conn: Conn, channel_id: str) -> list[sqlite3.Row]:
         "  OR EXISTS (SELECT 1 FROM channel_access a WHERE a.channel_id = c.id AND a.user_id = m.user_id))",
         (channel_id,),
     )
+
+
+async def update(tx: Tx, channel_id: str, *, name: str, slug: str, password_hash: str | None, now: str) -> None:
+    await tx.execute(
+        "UPDATE channels SET name = ?, slug = ?, password_hash = ?, updated_at = ? WHERE id = ?",
+        (name, slug, password_hash, now, channel_id),
+    )
+
+
+async def clear_access(tx: Tx, channel_id: str) -> None:
+    """Forget who joined with the old password (a changed or removed password)."""
+    await tx.execute("DELETE FROM channel_access WHERE channel_id = ?", (channel_id,))
+
+
+async def password_hash(conn: Conn, channel_id: str) -> str | None:
+    return await conn.fetch_value("SELECT password_hash FROM channels WHERE id = ?", (channel_id,))
+
+
+async def delete(tx: Tx, channel_id: str) -> int:
+    """Delete a channel; its messages and access rows go with it (ON DELETE CASCADE)."""
+    return await tx.execute("DELETE FROM channels WHERE id = ?", (channel_id,))

@@ -65,3 +65,70 @@ async def reader_languages(conn: Conn, workspace_id: str) -> list[str]:
         (workspace_id,),
     )
     return [row[0] for row in rows]
+
+
+# Members --------------------------------------------------------------------------------------------
+
+MEMBER_SELECT = (
+    "SELECT m.id, m.workspace_id, m.user_id, m.role, m.preferred_language, m.joined_at,"
+    " u.name AS user_name, u.avatar_url AS user_avatar_url"
+    " FROM members m JOIN users u ON u.id = m.user_id"
+)
+
+
+async def count_members(conn: Conn, workspace_id: str) -> int:
+    return int(await conn.fetch_value("SELECT COUNT(*) FROM members WHERE workspace_id = ?", (workspace_id,)))
+
+
+async def list_members(conn: Conn, workspace_id: str, offset: int, limit: int) -> list[sqlite3.Row]:
+    """Members in join order (member ids are ULIDs, so id order is join order)."""
+    return await conn.fetch_all(
+        f"{MEMBER_SELECT} WHERE m.workspace_id = ? ORDER BY m.id LIMIT ? OFFSET ?", (workspace_id, limit, offset)
+    )
+
+
+async def member_by_id(conn: Conn, workspace_id: str, member_id: str) -> sqlite3.Row | None:
+    return await conn.fetch_one(f"{MEMBER_SELECT} WHERE m.workspace_id = ? AND m.id = ?", (workspace_id, member_id))
+
+
+async def count_owners(conn: Conn, workspace_id: str) -> int:
+    return int(await conn.fetch_value(
+        "SELECT COUNT(*) FROM members WHERE workspace_id = ? AND role = 'owner'", (workspace_id,)
+    ))
+
+
+async def update_member(tx: Tx, member_id: str, *, role: str, preferred_language: str | None) -> None:
+    await tx.execute("UPDATE members SET role = ?, preferred_language = ? WHERE id = ?",
+                     (role, preferred_language, member_id))
+
+
+async def remove_member(tx: Tx, workspace_id: str, member_id: str, user_id: str) -> None:
+    """Remove the membership and the channel passwords it had unlocked in this workspace."""
+    await tx.execute(
+        "DELETE FROM channel_access WHERE user_id = ?"
+        " AND channel_id IN (SELECT id FROM channels WHERE workspace_id = ?)", (user_id, workspace_id)
+    )
+    await tx.execute("DELETE FROM members WHERE id = ?", (member_id,))
+
+
+async def set_owner_id(tx: Tx, workspace_id: str, owner_id: str, now: str) -> None:
+    await tx.execute("UPDATE workspaces SET owner_id = ?, updated_at = ? WHERE id = ?", (owner_id, now, workspace_id))
+
+
+async def another_owner(conn: Conn, workspace_id: str, except_user_id: str) -> str | None:
+    """The longest-standing owner other than ``except_user_id`` (who takes over ``owner_id``)."""
+    return await conn.fetch_value(
+        "SELECT user_id FROM members WHERE workspace_id = ? AND role = 'owner' AND user_id <> ? ORDER BY id LIMIT 1",
+        (workspace_id, except_user_id),
+    )
+
+
+async def shared_with(conn: Conn, user_id: str, other_user_id: str) -> bool:
+    """Whether two users are members of at least one common standard workspace."""
+    row = await conn.fetch_one(
+        "SELECT 1 FROM members a JOIN members b ON b.workspace_id = a.workspace_id"
+        " JOIN workspaces w ON w.id = a.workspace_id AND w.kind = 'standard'"
+        " WHERE a.user_id = ? AND b.user_id = ? LIMIT 1",
+        (user_id, other_user_id),
+    )
+    return row is not None

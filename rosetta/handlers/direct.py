@@ -1,0 +1,75 @@
+"""Direct chat over HTTP: conversations between two users, recipient lookup, and their messages."""
+
+from __future__ import annotations
+
+from rosetta.handlers.base import BaseHandler
+from rosetta.handlers.messages import edit_input, message_input
+from rosetta.handlers.paging import cursor_body, cursor_params
+from rosetta.handlers.validate import Validator
+
+
+class ConversationsHandler(BaseHandler):
+    async def get(self) -> None:
+        assert self.principal
+        self.send_json({"data": await self.app.direct.list_mine(self.principal)})
+
+    async def post(self) -> None:
+        assert self.principal
+        v = Validator(self.json_body())
+        other = v.entity_id("participant_user_id", required=True)
+        v.done()
+        assert other is not None
+        opened = await self.app.direct.open(self.principal, other)
+        self.send_json({"data": opened.conversation}, 201 if opened.created else 200)
+
+
+class ResolveRecipientHandler(BaseHandler):
+    async def post(self) -> None:
+        assert self.principal
+        v = Validator(self.json_body())
+        email = v.email()
+        v.done()
+        assert email is not None
+        user = await self.app.direct.resolve(self.principal, email)
+        self.send_json({"data": {"id": user["id"], "name": user["name"], "avatar_url": user["avatar_url"]}})
+
+
+class ConversationMessagesHandler(BaseHandler):
+    async def get(self, conversation_id: str) -> None:
+        assert self.principal
+        await self.app.direct.require(conversation_id, self.principal)
+        before, after, limit = cursor_params(self)
+        page = await self.app.direct.page(conversation_id, self.principal, before, after, limit)
+        self.send_json(cursor_body(page))
+
+    async def post(self, conversation_id: str) -> None:
+        assert self.principal
+        await self.app.direct.require(conversation_id, self.principal)
+        content, attachment_ids, parent_id, skip = message_input(self.json_body())
+        message = await self.app.direct.post(conversation_id, self.principal, content, attachment_ids=attachment_ids,
+                                             parent_id=parent_id, skip_translation=skip)
+        self.send_json({"data": message}, 201)
+
+
+class ConversationMessageHandler(BaseHandler):
+    """One direct message: only its author edits or deletes it."""
+
+    async def patch(self, conversation_id: str, message_id: str) -> None:
+        assert self.principal
+        await self.app.direct.require(conversation_id, self.principal)
+        content = edit_input(self.json_body())
+        message = await self.app.direct.edit(conversation_id, message_id, self.principal, content)
+        self.send_json({"data": message})
+
+    async def delete(self, conversation_id: str, message_id: str) -> None:
+        assert self.principal
+        await self.app.direct.delete(conversation_id, message_id, self.principal)
+        self.no_content()
+
+
+ROUTES = [
+    ("/direct-conversations", ConversationsHandler),
+    ("/direct-recipients/resolve", ResolveRecipientHandler),
+    (r"/direct-conversations/([^/]+)/messages", ConversationMessagesHandler),
+    (r"/direct-conversations/([^/]+)/messages/([^/]+)", ConversationMessageHandler),
+]
