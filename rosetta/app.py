@@ -6,6 +6,7 @@ There is no module-level state: everything hangs off ``RosettaApp`` and reaches 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import pkgutil
@@ -20,6 +21,7 @@ import tornado.web
 import rosetta.handlers
 from rosetta.clock import Clock
 from rosetta.config import Config
+from rosetta.handlers.auth_web import session_resolver
 from rosetta.handlers.base import NotFoundHandler
 from rosetta.handlers.rooms import guest_resolver
 from rosetta.jobs import JobRunner
@@ -29,16 +31,27 @@ from rosetta.services.accounts import AccountService
 from rosetta.services.auth import TokenService
 from rosetta.services.context import Context
 from rosetta.services.direct import DirectService
+from rosetta.services.glossary import GlossaryService
 from rosetta.services.guests import GuestService
 from rosetta.services.invites import InviteService
+from rosetta.services.keys import AppKey
+from rosetta.services.mailer import Mailer
 from rosetta.services.members import MemberService
 from rosetta.services.messages import MessageService
+from rosetta.services.otp import OtpService
+from rosetta.services.password_reset import PasswordResetService
 from rosetta.services.rooms import RoomService
+from rosetta.services.sessions import SessionService
+from rosetta.services.translation import TranslationService
+from rosetta.services.verification import VerificationService
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store.db import Database
+from rosetta.translation.base import build_provider
 
 log = logging.getLogger("rosetta")
 API_PREFIX = "/api/v1"
+MAIL_POLL_S = 5.0  # outbox poll: a code or link reaches the relay within ~5 s of the request
+SESSION_SWEEP_S = 3600.0  # expired web sessions are harmless (refused on lookup); drop them hourly
 
 
 def collect_routes() -> list[tuple[str, type]]:
@@ -68,6 +81,8 @@ class RosettaApp:
         self.accounts = AccountService(self.ctx, self.tokens)
         self.workspaces = WorkspaceService(self.ctx)
         self.messages = MessageService(self.ctx)
+        # Realtime gateway (issue 3): the hub renders message events with the app's MessageService.
+        self.hub.attach(self.ctx, self.messages, self.jobs)
         # Members, invites and direct chat (issue 2 core REST).
         self.members = MemberService(self.ctx, self.workspaces)
         self.invites = InviteService(self.ctx, self.workspaces)
@@ -77,8 +92,33 @@ class RosettaApp:
         self.guests = GuestService(self.ctx, self.rooms)
         self.resolvers.append(guest_resolver(self.guests))
         self.jobs.add("rooms.expire", config.temporary_rooms.sweep_interval_s, self.rooms.sweep)
+        # Sign-in beyond passwords (issue 6): mail outbox, one-time codes, resets, verification, web sessions.
+        self.app_key = AppKey(config)
+        self.mailer = Mailer(self.ctx)
+        self.sessions = SessionService(self.ctx, self.app_key)
+        self.otp = OtpService(self.ctx, self.app_key, self.mailer)
+        self.password_resets = PasswordResetService(self.ctx, self.mailer, self.base_url)
+        self.verification = VerificationService(self.ctx, self.app_key, self.mailer, self.base_url)
+        self.accounts.registration_hooks.append(self.verification.enqueue)
+        self.resolvers.append(session_resolver)
+        self.jobs.add("mail.send", MAIL_POLL_S, self.mailer.send_due)
+        self.jobs.add("sessions.sweep", SESSION_SWEEP_S, self.sessions.sweep)
+        # Per-reader translation (issue 4): the port of MessageService, its queue worker, glossaries.
+        self.translation = TranslationService(self.ctx, build_provider(config.translation), self.messages,
+                                              autorun=run_jobs)
+        if self.translation.enabled:  # with "none" nothing is queued: readers of other languages see skipped
+            self.messages.translations = self.translation
+        self.glossary = GlossaryService(self.ctx, self.workspaces)
+        self.jobs.add("translation.work", config.translation.poll_interval_s, self.translation.work)
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
+
+    def base_url(self) -> str:
+        """Where people reach us, for links in mail: ``server.public_url``, else the address we listen on."""
+        server = self.config.server
+        if server.public_url or self.port is None:
+            return server.base_url()
+        return dataclasses.replace(server, port=self.port).base_url()
 
     def make_tornado_app(self) -> tornado.web.Application:
         handlers = [(path, handler, {"app": self}) for path, handler in collect_routes()]
@@ -94,6 +134,7 @@ class RosettaApp:
         """Open the database (migrating it), start the jobs, listen. ``server.port = 0`` picks a free port."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.db.open()
+        await self.translation.start()  # loads the language-detection model off the loop
         server_cfg = self.config.server
         # The largest body any route accepts; JSON routes enforce their own smaller bound in prepare().
         max_body = int(max(server_cfg.max_body_mb, self.config.files.max_upload_mb) * 1024 * 1024) + 64 * 1024
@@ -111,6 +152,8 @@ class RosettaApp:
 
     async def stop(self) -> None:
         self.jobs.stop()
+        await self.translation.stop()  # before the database closes: the worker may be mid-round
+        await self.hub.close_all()  # WebSockets get 1001 and SSE streams end before the server closes
         if self.server is not None:
             self.server.stop()
             await self.server.close_all_connections()

@@ -20,6 +20,7 @@ import tornado.web
 
 from rosetta.errors import (
     ApiError,
+    CsrfMismatch,
     Forbidden,
     Malformed,
     NotFound,
@@ -41,6 +42,8 @@ HTTP_MESSAGES = {
     405: "Method not allowed.",
     413: "The request body is too large.",
 }
+# Cookie-authenticated requests with these methods must carry X-XSRF-TOKEN (CSRF).
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Credential resolvers tried in order after the bearer token: (handler) -> Principal | None.
 Resolver = Callable[["BaseHandler"], Any]
 
@@ -99,8 +102,17 @@ class BaseHandler(tornado.web.RequestHandler):
             raise Unauthenticated()
         if self.principal.kind == "user" and not self.principal.can(self.ability):
             raise Forbidden()
+        if self.principal.is_session and self.request.method in STATE_CHANGING:
+            self.check_session_xsrf()
         self.rate_limit("api", self.principal.token_id or self.principal.session_id or self.principal.user_id,
                         self.app.config.limits.api_per_minute, 60)
+
+    def check_session_xsrf(self) -> None:
+        """A write authenticated by the session cookie must echo that session's XSRF token, else 419."""
+        presented = self.request.headers.get("X-XSRF-TOKEN", "")
+        live = getattr(self, "web_session", None)  # set by the session resolver (handlers/auth_web.py)
+        if live is None or not self.app.sessions.xsrf_matches(presented, live):
+            raise CsrfMismatch()
 
     def data_received(self, chunk: bytes) -> None:
         self._received += len(chunk)

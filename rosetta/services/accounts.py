@@ -7,6 +7,7 @@ client address); everything that writes is here.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from rosetta.ids import new_id
 from rosetta.services.auth import PERSONAL_ABILITIES, IssuedToken, Principal, TokenService
 from rosetta.services.context import Context
 from rosetta.services.passwords import hash_password, verify_password
+from rosetta.store import auth as auth_store
 from rosetta.store import tokens as token_store
 from rosetta.store import users as user_store
 from rosetta.store.db import Tx
@@ -27,7 +29,12 @@ BAD_CREDENTIALS = "The provided credentials are incorrect."
 @dataclass(frozen=True)
 class SignedIn:
     user: sqlite3.Row
-    token: IssuedToken
+    token: IssuedToken | None  # None only when register(issue_token=False) (web sign-up opens a session)
+    extra: Any = None  # what register(within=...) returned
+
+
+# Runs inside the registration's write unit: (tx, user_id, email). Used to queue the verification mail.
+RegistrationHook = Callable[[Tx, str, str], Awaitable[Any]]
 
 
 def notify(ctx: Context, topic: str, *args: Any) -> None:
@@ -40,9 +47,11 @@ class AccountService:
     def __init__(self, ctx: Context, tokens: TokenService) -> None:
         self.ctx = ctx
         self.tokens = tokens
+        self.registration_hooks: list[RegistrationHook] = []
 
     async def register(self, *, name: str, email: str, password: str, preferred_language: str | None,
-                       device_name: str | None) -> SignedIn:
+                       device_name: str | None, issue_token: bool = True,
+                       within: Callable[[Tx, str], Awaitable[Any]] | None = None) -> SignedIn:
         if await user_store.by_email(self.ctx.db.reader, email) is not None:
             raise Invalid.one("email", "This email is already registered.")
         password_hash = await hash_password(self.ctx, password)
@@ -56,11 +65,16 @@ class AccountService:
             await user_store.insert(tx, id=user_id, name=name, email=email, password_hash=password_hash,
                                     preferred_language=language, now=now)
             await user_store.update(tx, user_id, now, last_login_at=now)
-            token = await self.tokens.issue(tx, user_id, kind="login", name=device_name or "login",
-                                            abilities=["*"])
+            for hook in self.registration_hooks:
+                await hook(tx, user_id, email)
+            token = None
+            if issue_token:
+                token = await self.tokens.issue(tx, user_id, kind="login", name=device_name or "login",
+                                                abilities=["*"])
+            extra = await within(tx, user_id) if within is not None else None
             user = await user_store.by_id(tx, user_id)
             assert user is not None
-            return SignedIn(user, token)
+            return SignedIn(user, token, extra)
 
         return await self.ctx.db.write(unit)
 
@@ -80,17 +94,16 @@ class AccountService:
 
     async def sign_in(self, user_id: str, device_name: str | None) -> SignedIn:
         """Issue a login token (abilities ``*``) and stamp ``last_login_at``."""
+        return await self.ctx.db.write(lambda tx: self.sign_in_tx(tx, user_id, device_name))
 
-        async def unit(tx: Tx) -> SignedIn:
-            now = self.ctx.now()
-            await user_store.update(tx, user_id, now, last_login_at=now)
-            token = await self.tokens.issue(tx, user_id, kind="login", name=device_name or "login",
-                                            abilities=["*"])
-            user = await user_store.by_id(tx, user_id)
-            assert user is not None
-            return SignedIn(user, token)
-
-        return await self.ctx.db.write(unit)
+    async def sign_in_tx(self, tx: Tx, user_id: str, device_name: str | None) -> SignedIn:
+        """``sign_in`` inside the caller's unit: one-time codes and social login consume and sign in atomically."""
+        now = self.ctx.now()
+        await user_store.update(tx, user_id, now, last_login_at=now)
+        token = await self.tokens.issue(tx, user_id, kind="login", name=device_name or "login", abilities=["*"])
+        user = await user_store.by_id(tx, user_id)
+        assert user is not None
+        return SignedIn(user, token)
 
     async def logout(self, principal: Principal) -> None:
         if principal.token_id is None:
@@ -115,6 +128,8 @@ class AccountService:
             now = self.ctx.now()
             await user_store.update(tx, principal.user_id, now, password_hash=new_hash)
             revoked = await token_store.revoke_all_for_user(tx, principal.user_id, now, keep_id=principal.token_id)
+            # Web sessions too: only the caller's own session (if it is one) stays signed in.
+            revoked += await auth_store.sessions_delete_for_user(tx, principal.user_id, keep_id=principal.session_id)
             tx.on_commit(lambda: notify(self.ctx, "tokens.revoked", revoked))
             tx.on_commit(lambda: notify(self.ctx, "password.changed", principal.user_id, principal.session_id))
 

@@ -1,0 +1,48 @@
+"""SQL for the mail outbox: enqueue inside a caller's transaction, pick what is due, record outcomes."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from rosetta.store.db import Conn, Tx
+
+
+async def enqueue(tx: Tx, *, id: str, to: str, subject: str, body: str, now: str) -> None:
+    await tx.execute(
+        'INSERT INTO mail_outbox (id, "to", subject, body, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+        (id, to, subject, body, now, now),
+    )
+
+
+async def due(conn: Conn, now: str, limit: int) -> list[sqlite3.Row]:
+    return await conn.fetch_all(
+        "SELECT * FROM mail_outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id"
+        " LIMIT ?",
+        (now, limit),
+    )
+
+
+async def by_id(conn: Conn, mail_id: str) -> sqlite3.Row | None:
+    return await conn.fetch_one("SELECT * FROM mail_outbox WHERE id = ?", (mail_id,))
+
+
+async def mark_sent(tx: Tx, mail_id: str, now: str) -> None:
+    await tx.execute(
+        "UPDATE mail_outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL"
+        " WHERE id = ?",
+        (now, mail_id),
+    )
+
+
+async def mark_failed(tx: Tx, mail_id: str, error: str, next_attempt_at: str | None) -> None:
+    """Record a failed attempt; ``next_attempt_at`` None means no attempts remain."""
+    if next_attempt_at is None:
+        await tx.execute(
+            "UPDATE mail_outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            (error, mail_id),
+        )
+    else:
+        await tx.execute(
+            "UPDATE mail_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
+            (error, next_attempt_at, mail_id),
+        )

@@ -1,0 +1,88 @@
+"""The mail outbox against a real SMTP server: delivery, retry after an outage, log mode, no header injection."""
+
+from __future__ import annotations
+
+import pytest
+
+from rosetta.mail.smtp import BACKOFF_CAP_S, backoff_s, build_message
+from tests.authkit import Mailbox, deliver, smtp_overrides
+
+
+@pytest.fixture
+def mailbox():
+    box = Mailbox()
+    yield box
+    box.stop()
+
+
+@pytest.fixture
+def server_overrides(mailbox):
+    return smtp_overrides(mailbox)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_request_answers_at_once_and_mail_goes_out_from_the_outbox(api, server, mailbox):
+    mailbox.start()
+    sent = await api.post("/auth/app/otp", {"email": "zoe@example.test"})
+    assert sent.status == 200 and sent.json == {"message": "OTP sent to your email."}
+    assert mailbox.to("zoe@example.test") == []  # nothing leaves before the job runs
+    await deliver(server)
+    [mail] = mailbox.to("zoe@example.test")
+    assert mail["Subject"] == "Your Rosetta sign-in code"
+    assert mail["From"] == "Rosetta <rosetta@localhost>"
+    await deliver(server)
+    assert len(mailbox.to("zoe@example.test")) == 1  # sent once, never again
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_smtp_down_then_retried_with_backoff(api, server, clock, mailbox):
+    # The SMTP server is not running yet: the first attempt fails and is scheduled for later.
+    await api.post("/auth/app/otp", {"email": "zoe@example.test"})
+    await deliver(server)
+    [row] = await server.app.db.reader.fetch_all("SELECT * FROM mail_outbox")
+    assert row["status"] == "pending" and row["attempts"] == 1 and row["last_error"]
+    mailbox.start()
+    await deliver(server)  # not due yet: backoff holds it back
+    assert mailbox.messages == []
+    clock.advance(seconds=backoff_s(1) * 2)
+    await deliver(server)
+    assert len(mailbox.to("zoe@example.test")) == 1
+    [row] = await server.app.db.reader.fetch_all("SELECT * FROM mail_outbox")
+    assert row["status"] == "sent" and row["attempts"] == 2 and row["sent_at"] is not None
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("server_overrides", [{"mail": {"mode": "smtp", "host": "127.0.0.1", "port": 9,
+                                                        "max_attempts": 2}}])
+async def test_gives_up_after_max_attempts(api, server, clock):
+    await api.post("/auth/app/otp", {"email": "zoe@example.test"})
+    await deliver(server)
+    clock.advance(hours=2)
+    await deliver(server)
+    [row] = await server.app.db.reader.fetch_all("SELECT * FROM mail_outbox")
+    assert row["status"] == "failed" and row["attempts"] == 2
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("server_overrides", [{}])
+async def test_log_mode_is_the_default_and_marks_sent(api, server, caplog):
+    assert server.app.config.mail.mode == "log"
+    await api.post("/auth/app/otp", {"email": "zoe@example.test"})
+    with caplog.at_level("INFO", logger="rosetta.mail"):
+        await deliver(server)
+    assert any("zoe@example.test" in record.getMessage() for record in caplog.records)
+    [row] = await server.app.db.reader.fetch_all("SELECT status FROM mail_outbox")
+    assert row["status"] == "sent"
+
+
+def test_no_header_injection_through_names_or_subjects():
+    message = build_message("Evil\r\nBcc: victim@example.test <a@b.test>", "x@example.test",
+                            "Hi\r\nBcc: victim@example.test", "body")
+    text = message.as_string()
+    assert "\nBcc:" not in text and "\rBcc:" not in text
+    assert message["Subject"] == "Hi Bcc: victim@example.test"
+
+
+def test_backoff_grows_and_is_capped():
+    assert 24 <= backoff_s(1) <= 36 and 48 <= backoff_s(2) <= 72
+    assert backoff_s(30) <= BACKOFF_CAP_S * 1.2
