@@ -1,0 +1,377 @@
+"""Per-reader translation: the TranslationPort of MessageService, the durable queue worker, on-demand translation.
+
+Owns the translation life cycle of a message. ``enqueue`` runs inside the posting transaction and
+adds one job row per distinct reader language that differs from the source. The worker
+(``work``, job ``translation.work``, also woken right after such a commit) leases due jobs in one
+write unit, masks and translates OUTSIDE any write unit (provider calls take 50 ms to seconds),
+then stores results, memory entries and ``message.translated`` events in one more write unit.
+A job whose lease expired (a crash, a restart) is claimed again; failures back off
+exponentially with jitter and end ``failed`` after ``translation.max_attempts``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import sqlite3
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from rosetta.clock import iso
+from rosetta.errors import NotFound
+from rosetta.ids import looks_like_id
+from rosetta.services import views
+from rosetta.services.context import Context
+from rosetta.services.events import emit
+from rosetta.store import channels as channel_store
+from rosetta.store import messages as message_store
+from rosetta.store import translations as store
+from rosetta.store.db import Conn, Tx
+from rosetta.translation.base import Provider, ProviderError
+from rosetta.translation.detect import Detector
+from rosetta.translation.mask import Masked, MaskError, mask, unmask
+
+if TYPE_CHECKING:
+    from rosetta.services.messages import MessageService, Place
+
+log = logging.getLogger("rosetta.translation")
+
+BACKOFF_BASE_S = 5.0  # first retry after 2.5-5 s: a provider restart or a blip is usually over by then
+BACKOFF_MAX_S = 3600.0  # never wait more than an hour between tries
+CLAIM_LIMIT = 256  # jobs per round: at 600 jobs/s and ~60 ms per round a round holds ~40; room for bursts
+MAX_ROUNDS = 64  # one work() call stops after this many rounds so it cannot hold the job lock forever
+LANGUAGES_TTL_S = 3600.0  # the provider's language list changes on upgrades only
+
+ReaderLanguages = Callable[[Conn, "Place"], Awaitable[list[str]]]
+
+
+def backoff_s(attempts: int, rng: random.Random) -> float:
+    """Delay before try ``attempts + 1``: exponential, capped, with jitter so failed jobs do not stampede."""
+    ceiling = min(BACKOFF_MAX_S, BACKOFF_BASE_S * (2 ** max(attempts - 1, 0)))
+    return ceiling * rng.uniform(0.5, 1.0)
+
+
+def masked_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def glossary_terms(raw: str | None) -> list[str]:
+    try:
+        terms = json.loads(raw or "[]")
+    except ValueError:
+        return []
+    return [t for t in terms if isinstance(t, str)] if isinstance(terms, list) else []
+
+
+@dataclass
+class Work:
+    """One claimed job on its way through a round."""
+
+    message_id: str
+    language: str
+    lease: str
+    attempts: int
+    audience_kind: str
+    audience_id: str
+    masked: Masked | None = None
+    content: str | None = None  # the translation, once known
+    error: str | None = None
+
+
+async def _channel_languages(conn: Conn, place: Place) -> list[str]:
+    assert place.channel_id is not None
+    return [row["language"] for row in await channel_store.readers(conn, place.channel_id)]
+
+
+async def _conversation_languages(conn: Conn, place: Place) -> list[str]:
+    assert place.conversation_id is not None
+    return await store.conversation_languages(conn, place.conversation_id)
+
+
+class TranslationService:
+    def __init__(self, ctx: Context, provider: Provider, messages: MessageService, autorun: bool = True) -> None:
+        self.ctx = ctx
+        self.config = ctx.config.translation
+        self.provider = provider
+        self.messages = messages
+        self.autorun = autorun  # tests run the worker by hand (jobs.run_once), so commits do not wake it
+        self.detector: Detector | None = None
+        # Who reads a place, by audience kind. Other features add theirs (a room whose readers live elsewhere).
+        self.reader_languages: dict[str, ReaderLanguages] = {
+            "channel": _channel_languages,
+            "room": _channel_languages,  # a temporary room is a channel of kind temporary_room
+            "conversation": _conversation_languages,
+        }
+        self.rng = random.Random()  # noqa: S311 - jitter, not security
+        self.stats: Counter[str] = Counter()
+        self._lock = asyncio.Lock()
+        self._wanted = False
+        self._kick: asyncio.Task[None] | None = None
+        self._languages: tuple[float, list[dict[str, str]]] | None = None
+        self.lease_s = self.config.timeout_s * 3 + 30  # a round's slowest call plus room; then it is claimable
+
+    @property
+    def enabled(self) -> bool:
+        return self.provider.enabled
+
+    async def start(self) -> None:
+        """Load the detection model off the loop (~1 s); with provider ``none`` it is not needed at all."""
+        if self.enabled and self.detector is None:
+            self.detector = await self.ctx.off_loop(Detector)
+
+    async def stop(self) -> None:
+        if self._kick is not None and not self._kick.done():
+            self._kick.cancel()
+            try:
+                await self._kick
+            except asyncio.CancelledError:
+                pass
+        self.provider.close()
+
+    # The TranslationPort -----------------------------------------------------------------------------
+
+    def source_language(self, content: str, author_language: str) -> str:
+        if self.detector is None:
+            return author_language
+        return self.detector.detect(content, author_language)
+
+    async def enqueue(self, tx: Tx, message: sqlite3.Row, place: Place) -> None:
+        """In the posting transaction: one job per distinct reader language other than the source."""
+        if not self.enabled or message["skip_translation"]:
+            return
+        lookup = self.reader_languages.get(place.audience_kind)
+        if lookup is None:
+            return
+        source = message["source_language"]
+        languages = sorted({lang for lang in await lookup(tx, place) if lang and not views.same_language(lang, source)})
+        if not languages:
+            return
+        await store.add_jobs(tx, message["id"], languages, place.audience_kind, place.audience_id, self.ctx.now())
+        tx.on_commit(self.wake)
+
+    async def on_edit(self, tx: Tx, row: sqlite3.Row, place: Place) -> None:
+        """An edit: the old translations are wrong now; drop them and translate the new text again."""
+        await store.delete_for_message(tx, row["id"])
+        await self.enqueue(tx, row, place)
+
+    async def for_reader(self, conn: Conn, rows: Sequence[sqlite3.Row], language: str) -> dict[str, dict[str, Any]]:
+        """Each message's state in ``language``: one query for the whole page."""
+        wanted = [r["id"] for r in rows if not views.same_language(language, r["source_language"])]
+        found = await store.for_language(conn, wanted, language)
+        return {row["message_id"]: {"status": row["status"], "content": row["content"]} for row in found}
+
+    # The worker ------------------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """After a commit that queued jobs: run the worker now instead of at the next poll."""
+        if not self.autorun or not self.enabled:
+            return
+        self._wanted = True
+        if self._kick is None or self._kick.done():
+            self._kick = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._wanted:
+            self._wanted = False
+            try:
+                await self.work()
+            except Exception:
+                log.exception("translation worker failed")
+
+    async def work(self) -> int:
+        """Translate every due job (up to MAX_ROUNDS rounds); the number of jobs finished or retried."""
+        if not self.enabled:
+            return 0
+        done = 0
+        async with self._lock:
+            for _ in range(MAX_ROUNDS):
+                handled = await self._round()
+                done += handled
+                if handled == 0:
+                    break
+        return done
+
+    async def _round(self) -> int:
+        now = self.ctx.clock.now()
+        lease = iso(now + timedelta(seconds=self.lease_s))
+
+        async def claim(tx: Tx) -> list[sqlite3.Row]:
+            return await store.claim(tx, iso(now), lease, CLAIM_LIMIT)
+
+        claimed = await self.ctx.db.write(claim)
+        if not claimed:
+            return 0
+        jobs = [Work(r["message_id"], r["language"], r["lease_until"], r["attempts"], r["audience_kind"],
+                     r["audience_id"]) for r in claimed]
+        sources = {row["id"]: row for row in await store.sources(self.ctx.db.reader,
+                                                                 list({j.message_id for j in jobs}))}
+        groups: dict[tuple[str, str], list[Work]] = {}
+        for job in jobs:
+            source = sources.get(job.message_id)
+            if source is None or source["deleted_at"] is not None:
+                job.content = ""  # deleted since: nothing to show, nothing to call the provider for
+                continue
+            job.masked = mask(source["original_content"], glossary_terms(source["glossary"]))
+            if not job.masked.has_words:
+                job.content = source["original_content"]  # only code, links, mentions: nothing to translate
+                continue
+            groups.setdefault((source["source_language"], job.language), []).append(job)
+        memory: list[tuple[str, str, str, str, str]] = []
+        await asyncio.gather(*(self._translate_group(src, dst, group, memory) for (src, dst), group in groups.items()))
+        await self._finish(jobs, memory)
+        return len(jobs)
+
+    async def _translate_group(self, source: str, target: str, group: list[Work],
+                               memory: list[tuple[str, str, str, str, str]]) -> None:
+        """Memory first; one provider call per distinct masked text that is not remembered."""
+        by_hash: dict[str, list[Work]] = {}
+        for job in group:
+            assert job.masked is not None
+            by_hash.setdefault(masked_hash(job.masked.text), []).append(job)
+        known = await store.memory_lookup(self.ctx.db.reader, self.provider.name, source, target, list(by_hash))
+        self.stats["memory_hits"] += sum(len(by_hash[h]) for h in known)
+        missing = [h for h in by_hash if h not in known]
+        fresh: dict[str, str] = {}
+        if missing:
+            texts = [by_hash[h][0].masked.text for h in missing]  # type: ignore[union-attr]
+            try:
+                translated = await self.provider.translate(texts, source, target)
+            except ProviderError as exc:
+                for h in missing:
+                    for job in by_hash[h]:
+                        job.error = str(exc)
+                translated = []
+            self.stats["provider_texts"] += len(translated)
+            fresh = dict(zip(missing, translated, strict=False))
+        for h, jobs in by_hash.items():
+            masked_translation = known.get(h, fresh.get(h))
+            if masked_translation is None:
+                continue
+            restored_once = False
+            for job in jobs:
+                assert job.masked is not None
+                try:
+                    job.content = unmask(masked_translation, job.masked)
+                    restored_once = True
+                except MaskError as exc:
+                    job.error = f"placeholders damaged: {exc}"
+            if h in fresh and restored_once:
+                memory.append((self.provider.name, source, target, h, masked_translation))
+
+    async def _finish(self, jobs: list[Work], memory: list[tuple[str, str, str, str, str]]) -> None:
+        """Results, retries, memory and events: one write unit, events published after COMMIT."""
+        ids = list({j.message_id for j in jobs if j.content is not None or j.error is not None})
+        rows = {row["id"]: row for row in await store.messages_by_ids(self.ctx.db.reader, ids)}
+        attachments = await self.messages.attachments.for_messages(self.ctx.db.reader, list(rows.values()))
+        max_attempts = self.config.max_attempts
+        now_moment = self.ctx.clock.now()
+
+        async def unit(tx: Tx) -> None:
+            now = iso(now_moment)
+            for job in jobs:
+                if job.content is not None:
+                    if not await store.complete(tx, job.message_id, job.language, job.lease, job.content, now):
+                        continue  # edited or re-leased meanwhile: this result is stale
+                    self.stats["completed"] += 1
+                    state = {"status": "completed", "content": job.content}
+                else:
+                    final = job.attempts + 1 >= max_attempts
+                    later = iso(now_moment + timedelta(seconds=backoff_s(job.attempts + 1, self.rng)))
+                    if not await store.retry_or_fail(tx, job.message_id, job.language, job.lease,
+                                                     job.error or "no result", final=final,
+                                                     next_attempt_at=later, now=now):
+                        continue
+                    if not final:
+                        self.stats["retried"] += 1
+                        continue
+                    self.stats["failed"] += 1
+                    log.warning("translation of %s into %s failed for good: %s", job.message_id, job.language,
+                                job.error)
+                    state = {"status": "failed", "content": None}
+                row = rows.get(job.message_id)
+                if row is None or row["deleted_at"] is not None:
+                    continue
+                payload = {**views.message(row, job.language, state, attachments.get(row["id"])),
+                           "language": job.language}
+                await emit(self.ctx, tx, "message.translated", job.audience_kind, job.audience_id, payload)
+            if memory:
+                await store.memory_store(tx, memory, now)
+
+        await self.ctx.db.write(unit)
+
+    # On demand ---------------------------------------------------------------------------------------
+
+    async def message_in(self, place: Place, message_id: str) -> sqlite3.Row:
+        """A message of ``place`` (the caller was already allowed to read ``place``); 404 otherwise."""
+        row = await message_store.by_id(self.ctx.db.reader, message_id.lower()) if looks_like_id(message_id) else None
+        if (row is None or row["channel_id"] != place.channel_id
+                or row["conversation_id"] != place.conversation_id):
+            raise NotFound()
+        return row
+
+    async def translate_now(self, place: Place, message_id: str, target: str) -> dict[str, Any]:
+        """The message as a reader of ``target`` sees it, translating it now (memory first) when needed."""
+        row = await self.message_in(place, message_id)
+        state = await self._state_now(row, place, target)
+        attachments = await self.messages.attachments.for_messages(self.ctx.db.reader, [row])
+        return views.message(row, target, state, attachments.get(row["id"]))
+
+    async def _state_now(self, row: sqlite3.Row, place: Place, target: str) -> dict[str, Any] | None:
+        if (not self.enabled or row["skip_translation"] or row["deleted_at"] is not None
+                or views.same_language(target, row["source_language"])):
+            return None  # the view says skipped / not_needed; the provider hears nothing
+        reader = self.ctx.db.reader
+        existing = await store.one(reader, row["id"], target)
+        if existing is not None and existing["status"] == "completed":
+            return {"status": "completed", "content": existing["content"]}
+        terms = await store.glossary(reader, row["workspace_id"]) if row["workspace_id"] else []
+        masked = mask(row["original_content"], terms)
+        source = row["source_language"]
+        key = masked_hash(masked.text)
+        remembered: str | None = None
+        if masked.has_words:
+            remembered = (await store.memory_lookup(reader, self.provider.name, source, target, [key])).get(key)
+            translated = remembered
+            if translated is None:
+                try:
+                    translated = (await self.provider.translate([masked.text], source, target))[0]
+                except ProviderError as exc:
+                    log.warning("on-demand translation of %s into %s failed: %s", row["id"], target, exc)
+                    return {"status": "failed", "content": None}
+            try:
+                content = unmask(translated, masked)
+            except MaskError:
+                return {"status": "failed", "content": None}
+        else:
+            translated, content = None, row["original_content"]
+
+        async def unit(tx: Tx) -> None:
+            now = self.ctx.now()
+            await store.upsert_completed(tx, row["id"], target, content, place.audience_kind, place.audience_id, now)
+            if translated is not None and remembered is None:
+                await store.memory_store(tx, [(self.provider.name, source, target, key, translated)], now)
+            state = {"status": "completed", "content": content}
+            payload = {**views.message(row, target, state), "language": target}
+            await emit(self.ctx, tx, "message.translated", place.audience_kind, place.audience_id, payload)
+
+        await self.ctx.db.write(unit)
+        return {"status": "completed", "content": content}
+
+    async def languages(self) -> list[dict[str, str]]:
+        """The provider's target languages, cached for an hour; [] when it cannot be reached."""
+        now = self.ctx.clock.now().timestamp()
+        if self._languages is not None and now - self._languages[0] < LANGUAGES_TTL_S:
+            return self._languages[1]
+        try:
+            found = await self.provider.languages()
+        except ProviderError as exc:
+            log.warning("could not list the provider's languages: %s", exc)
+            return []
+        self._languages = (now, found)
+        return found

@@ -1,0 +1,173 @@
+"""SQL for translation jobs/results (message_translations), the translation memory, and glossaries."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from rosetta.store.db import Conn, Tx
+from rosetta.store.messages import MESSAGE_SELECT
+
+# Above SQLite's default 999 bound-parameter limit we would fail; pages and claims stay far below it.
+MAX_IDS = 500
+
+
+async def add_jobs(tx: Tx, message_id: str, languages: Iterable[str], audience_kind: str, audience_id: str,
+                   now: str) -> None:
+    """One pending job per language (an existing row for that language is left alone)."""
+    await tx.executemany(
+        "INSERT OR IGNORE INTO message_translations (message_id, language, status, next_attempt_at,"
+        " audience_kind, audience_id, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+        [(message_id, language, now, audience_kind, audience_id, now) for language in languages],
+    )
+
+
+async def delete_for_message(tx: Tx, message_id: str) -> int:
+    return await tx.execute("DELETE FROM message_translations WHERE message_id = ?", (message_id,))
+
+
+async def claim(tx: Tx, now: str, lease_until: str, limit: int) -> list[sqlite3.Row]:
+    """Lease up to ``limit`` due pending jobs (none leased, or the lease expired: a crashed worker's)."""
+    return await tx.fetch_all(
+        "UPDATE message_translations SET lease_until = ? WHERE rowid IN ("
+        " SELECT rowid FROM message_translations WHERE status = 'pending' AND next_attempt_at <= ?"
+        " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at LIMIT ?)"
+        " RETURNING message_id, language, attempts, lease_until, audience_kind, audience_id",
+        (lease_until, now, now, limit),
+    )
+
+
+async def sources(conn: Conn, message_ids: Sequence[str]) -> list[sqlite3.Row]:
+    """What the worker needs of each message: text, source language, flags and the workspace glossary."""
+    if not message_ids:
+        return []
+    marks = ",".join("?" * len(message_ids))
+    return await conn.fetch_all(
+        "SELECT m.id, m.original_content, m.source_language, m.skip_translation, m.deleted_at,"
+        " COALESCE(w.glossary, '[]') AS glossary FROM messages m LEFT JOIN workspaces w ON w.id = m.workspace_id"
+        f" WHERE m.id IN ({marks})",
+        list(message_ids),
+    )
+
+
+async def messages_by_ids(conn: Conn, message_ids: Sequence[str]) -> list[sqlite3.Row]:
+    """Messages with their author joined in (as the message views need them), in one query."""
+    if not message_ids:
+        return []
+    ids = list(message_ids)[:MAX_IDS]
+    return await conn.fetch_all(f"{MESSAGE_SELECT} WHERE m.id IN ({','.join('?' * len(ids))})", ids)
+
+
+async def complete(tx: Tx, message_id: str, language: str, lease_until: str, content: str, now: str) -> bool:
+    """Store a result, only if the lease is still ours (an edit in between replaced the job)."""
+    changed = await tx.execute(
+        "UPDATE message_translations SET status = 'completed', content = ?, lease_until = NULL,"
+        " last_error = NULL, updated_at = ? WHERE message_id = ? AND language = ? AND lease_until = ?"
+        " AND status = 'pending'",
+        (content, now, message_id, language, lease_until),
+    )
+    return changed > 0
+
+
+async def retry_or_fail(tx: Tx, message_id: str, language: str, lease_until: str, error: str, *, final: bool,
+                        next_attempt_at: str, now: str) -> bool:
+    changed = await tx.execute(
+        "UPDATE message_translations SET attempts = attempts + 1, last_error = ?, lease_until = NULL,"
+        " next_attempt_at = ?, status = ?, updated_at = ?"
+        " WHERE message_id = ? AND language = ? AND lease_until = ? AND status = 'pending'",
+        (error[:500], next_attempt_at, "failed" if final else "pending", now, message_id, language, lease_until),
+    )
+    return changed > 0
+
+
+async def upsert_completed(tx: Tx, message_id: str, language: str, content: str, audience_kind: str,
+                           audience_id: str, now: str) -> None:
+    """An on-demand translation: stored like a finished job (a pending one for that language is done too)."""
+    await tx.execute(
+        "INSERT INTO message_translations (message_id, language, status, content, next_attempt_at, audience_kind,"
+        " audience_id, updated_at) VALUES (?, ?, 'completed', ?, ?, ?, ?, ?)"
+        " ON CONFLICT (message_id, language) DO UPDATE SET status = 'completed', content = excluded.content,"
+        " lease_until = NULL, last_error = NULL, updated_at = excluded.updated_at",
+        (message_id, language, content, now, audience_kind, audience_id, now),
+    )
+
+
+async def for_language(conn: Conn, message_ids: Sequence[str], language: str) -> list[sqlite3.Row]:
+    """One query for a page: each message's translation state in ``language``."""
+    if not message_ids:
+        return []
+    ids = list(message_ids)[:MAX_IDS]
+    marks = ",".join("?" * len(ids))
+    return await conn.fetch_all(
+        f"SELECT message_id, status, content FROM message_translations WHERE language = ? AND message_id IN ({marks})",
+        [language, *ids],
+    )
+
+
+async def one(conn: Conn, message_id: str, language: str) -> sqlite3.Row | None:
+    return await conn.fetch_one(
+        "SELECT * FROM message_translations WHERE message_id = ? AND language = ?", (message_id, language)
+    )
+
+
+async def pending_count(conn: Conn) -> int:
+    return int(await conn.fetch_value("SELECT COUNT(*) FROM message_translations WHERE status = 'pending'"))
+
+
+# Readers' languages (who a message is translated for) -------------------------------------------------
+
+async def conversation_languages(conn: Conn, conversation_id: str) -> list[str]:
+    rows = await conn.fetch_all(
+        "SELECT DISTINCT u.preferred_language FROM direct_participants p JOIN users u ON u.id = p.user_id"
+        " WHERE p.conversation_id = ? AND u.is_active = 1",
+        (conversation_id,),
+    )
+    return [row[0] for row in rows]
+
+
+# Translation memory -----------------------------------------------------------------------------------
+
+async def memory_lookup(conn: Conn, provider: str, source: str, target: str,
+                        hashes: Sequence[str]) -> dict[str, str]:
+    if not hashes:
+        return {}
+    found: dict[str, str] = {}
+    unique = list(dict.fromkeys(hashes))
+    for start in range(0, len(unique), MAX_IDS):
+        chunk = unique[start:start + MAX_IDS]
+        marks = ",".join("?" * len(chunk))
+        rows = await conn.fetch_all(
+            "SELECT masked_hash, translated FROM translation_memory WHERE provider = ? AND source = ? AND target = ?"
+            f" AND masked_hash IN ({marks})",
+            [provider, source, target, *chunk],
+        )
+        found.update({row[0]: row[1] for row in rows})
+    return found
+
+
+async def memory_store(tx: Tx, rows: Iterable[tuple[str, str, str, str, str]], now: str) -> None:
+    """``rows``: (provider, source, target, masked_hash, translated)."""
+    await tx.executemany(
+        "INSERT OR IGNORE INTO translation_memory (provider, source, target, masked_hash, translated, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [(*row, now) for row in rows],
+    )
+
+
+# Glossary -----------------------------------------------------------------------------------------------
+
+async def glossary(conn: Conn, workspace_id: str) -> list[str]:
+    raw = await conn.fetch_value("SELECT glossary FROM workspaces WHERE id = ?", (workspace_id,))
+    try:
+        terms = json.loads(raw or "[]")
+    except ValueError:
+        return []
+    return [t for t in terms if isinstance(t, str)] if isinstance(terms, list) else []
+
+
+async def set_glossary(tx: Tx, workspace_id: str, terms: list[str], now: str) -> None:
+    await tx.execute(
+        "UPDATE workspaces SET glossary = ?, updated_at = ? WHERE id = ?",
+        (json.dumps(terms, ensure_ascii=False), now, workspace_id),
+    )

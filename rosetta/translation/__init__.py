@@ -1,0 +1,1 @@
+"""Translation providers, masking and language detection (spec §6)."""

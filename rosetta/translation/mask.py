@@ -1,0 +1,93 @@
+"""Masking: what a translation provider must never change is swapped for placeholders and put back after.
+
+Pure functions, no I/O. Protected: fenced code blocks, inline code spans, URLs, e-mail addresses,
+@mentions, #channel references, emoji shortcodes (``:smile:``), the workspace glossary terms, and any
+text in the message that already looks like a placeholder (so a user cannot confuse the restore).
+
+Placeholder choice: ``<x id="N"/>``, an empty XML element. DeepL's ``tag_handling=xml`` guarantees
+to keep tags in place (that is what it is for), LLMs keep markup they are told to keep far more
+reliably than private-use characters, and LibreTranslate/Argos copies ASCII markup through, though
+sometimes with spaces inserted (``< x id = "0" / >``). Brackets like ``⟦0⟧`` are rare in training
+data and NMT vocabularies turn them into ``⁇``. So the restore is tolerant of whitespace inside the
+tag but strict about the set: every placeholder exactly once, or ``MaskError`` — a failed
+translation is better than a message with a lost URL or a doubled mention.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+PLACEHOLDER = '<x id="{}"/>'
+# Tolerant: providers add spaces, drop the quotes or the slash, or change case.
+PLACEHOLDER_RE = re.compile(r'<\s*[xX]\s+id\s*=\s*["\u201c\u201d\']?\s*(\d+)\s*["\u201c\u201d\']?\s*/?\s*>')
+# Letters outside placeholders: a text without any has nothing to translate.
+LETTER_RE = re.compile(r"[^\W\d_]")
+
+_PATTERNS = [
+    r"```.*?(?:```|\Z)",  # fenced block (an unclosed fence protects the rest of the message)
+    r"`[^`\n]+`",  # inline code span
+    PLACEHOLDER_RE.pattern,  # text that already looks like a placeholder
+    r"\b(?:https?|ftp)://[^\s<>\"]*[^\s<>\"'.,;:!?)\]}]",  # URL, without trailing punctuation
+    r"\bwww\.[^\s<>\"]*[^\s<>\"'.,;:!?)\]}]",
+    r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+",  # e-mail address (before mentions: ana@x.org is not @x)
+    r"(?<![\w@])@[\w][\w.-]*[\w]|(?<![\w@])@\w",  # @mention
+    r"(?<![\w#&])#[\w][\w-]*",  # #channel reference
+    r"(?<![\w:]):[a-z0-9_+-]+:(?![\w:])",  # emoji shortcode
+]
+BASE_RE = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.DOTALL)
+
+
+class MaskError(Exception):
+    """The provider lost, duplicated or invented a placeholder: the translation cannot be trusted."""
+
+
+@dataclass(frozen=True)
+class Masked:
+    text: str  # what the provider sees
+    pieces: tuple[str, ...]  # pieces[N] is what placeholder N stands for
+
+    @property
+    def has_words(self) -> bool:
+        """Whether anything is left to translate once placeholders are set aside."""
+        return LETTER_RE.search(PLACEHOLDER_RE.sub("", self.text)) is not None
+
+
+def _pattern(glossary: Iterable[str]) -> re.Pattern[str]:
+    cleaned = sorted({t.strip() for t in glossary if t.strip()}, key=len, reverse=True)  # longest first
+    if not cleaned:
+        return BASE_RE
+    # Whole words only ("Go" must not protect the "go" in "good"), any case, restored as written.
+    # After the base patterns: alternation is leftmost-first, so a term inside a URL stays in the URL.
+    terms = "|".join(rf"(?<!\w){re.escape(t)}(?!\w)" for t in cleaned)
+    return re.compile(f"{BASE_RE.pattern}|(?i:{terms})", re.DOTALL)
+
+
+def mask(text: str, glossary: Iterable[str] = ()) -> Masked:
+    """Replace every protected piece of ``text`` with a numbered placeholder."""
+    pieces: list[str] = []
+
+    def swap(match: re.Match[str]) -> str:
+        pieces.append(match.group(0))
+        return PLACEHOLDER.format(len(pieces) - 1)
+
+    return Masked(_pattern(glossary).sub(swap, text), tuple(pieces))
+
+
+def unmask(translated: str, masked: Masked) -> str:
+    """Put the pieces back into ``translated``; ``MaskError`` unless each placeholder is there exactly once."""
+    seen: list[int] = []
+
+    def restore(match: re.Match[str]) -> str:
+        number = int(match.group(1))
+        if number >= len(masked.pieces):
+            raise MaskError(f"unknown placeholder {number}")
+        seen.append(number)
+        return masked.pieces[number]
+
+    restored = PLACEHOLDER_RE.sub(restore, translated)
+    if sorted(seen) != list(range(len(masked.pieces))):
+        missing = sorted(set(range(len(masked.pieces))) - set(seen))
+        raise MaskError(f"placeholders lost {missing} or duplicated in the translation")
+    return restored
