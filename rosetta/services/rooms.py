@@ -104,6 +104,10 @@ class RoomService:
     def join_endpoint(self, room_id: str) -> str:
         return f"{self.ctx.config.server.base_url()}/api/v1/external/rooms/{room_id}/guests"
 
+    async def readers(self, conn: Any, room_id: str) -> dict[str, str]:
+        """The realtime audience "room": ``{user_id: reading language}`` of the room's members."""
+        return {row[0]: row[1] for row in await room_store.readers(conn, room_id)}
+
     # Plans ------------------------------------------------------------------------------------
 
     async def plan_of(self, user_id: str) -> str:

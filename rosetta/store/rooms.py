@@ -123,3 +123,14 @@ async def guest_token(conn: Conn, token_id: str) -> sqlite3.Row | None:
         " WHERE t.id = ?",
         (token_id,),
     )
+
+
+async def readers(conn: Conn, room_id: str) -> list[sqlite3.Row]:
+    """Who hears a room's own events (audience "room"): its members, the developer and the guests,
+    with their reading language. Guests of an ended room are closed out by their dead tokens."""
+    return await conn.fetch_all(
+        "SELECT m.user_id, COALESCE(m.preferred_language, u.preferred_language) AS language"
+        " FROM temporary_rooms r JOIN members m ON m.workspace_id = r.workspace_id JOIN users u ON u.id = m.user_id"
+        " WHERE r.id = ? AND u.is_active = 1",
+        (room_id,),
+    )
