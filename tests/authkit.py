@@ -58,7 +58,7 @@ class Mailbox:
 
     def code(self, address: str) -> str:
         """The 6-digit code alone on a line of the latest mail to ``address``."""
-        match = re.search(r"^(\d{6})$", self.last_body(address), re.MULTILINE)
+        match = re.search(r"^(\d{6})\r?$", self.last_body(address), re.MULTILINE)
         assert match, self.last_body(address)
         return match.group(1)
 
@@ -92,7 +92,7 @@ class Browser:
         self.api = api
         self.cookies: dict[str, str] = {}
 
-    async def request(self, method: str, path: str, body: Any = None, *, xsrf: str | None | bool = True,
+    async def request(self, method: str, path: str, body: Any = None, *, xsrf: str | bool | None = True,
                       headers: dict[str, str] | None = None) -> Response:
         sent = dict(headers or {})
         if self.cookies:
