@@ -1,0 +1,170 @@
+"""Benchmark runner: a fresh real server per section, driven from this (separate) process; one table.
+
+Usage: ``scripts/bench [--only NAME] [--duration S] [--synchronous FULL|NORMAL|EXTRA]``.
+
+Writing a section (the interface other sections follow)
+-------------------------------------------------------
+A section is a module ``scripts/bench_<name>.py`` (``--only <name>`` runs just that one). It defines:
+
+- ``TITLE: str`` — a heading for its rows in the table.
+- optionally ``def server_env(tmp: pathlib.Path) -> dict[str, str]`` — extra ``ROSETTA_*`` variables
+  for its server (e.g. ``ROSETTA_TRANSLATION_URL`` of a provider stub the section starts itself;
+  ``tmp`` is the section's scratch directory, the server's data directory is ``tmp / "data"``).
+- ``async def run(base_url: str, tmp: pathlib.Path) -> list[tuple[str, str, str]]`` — sets up what
+  it needs through the HTTP API (``base_url`` is ``http://127.0.0.1:<port>``, no ``/api/v1``) and
+  returns rows ``(metric, measured value, target)``, all three already formatted as text (target
+  ``""`` when there is none).
+
+The runner, for each section: makes a temporary directory; starts ``python -m rosetta serve --port
+<free> --data-dir <tmp>/data`` as a subprocess, with the API, register and login rate limits off
+(``ROSETTA_LIMITS_*=0``) and ``auth.bcrypt_rounds = 4`` (sign-ups are setup, not what is measured);
+waits for ``GET /api/v1/health``; awaits ``run()`` in this process; stops the server with SIGTERM
+and adds the server's group-commit ratio (logged at shutdown) as a row. Measured phases should run
+for ``benchlib.duration_s()`` seconds (``--duration``, exported as ``BENCH_DURATION_S``).
+``scripts/benchlib.py`` has a keep-alive HTTP/1.1 client and percentile helpers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from types import ModuleType
+
+SCRIPTS = Path(__file__).resolve().parent
+ROOT = SCRIPTS.parent
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 30
+Row = tuple[str, str, str]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def discover(only: str | None) -> list[tuple[str, ModuleType]]:
+    sys.path.insert(0, str(SCRIPTS))
+    found = []
+    for path in sorted(SCRIPTS.glob("bench_*.py")):
+        name = path.stem.removeprefix("bench_")
+        if only and name != only:
+            continue
+        found.append((name, importlib.import_module(path.stem)))
+    if only and not found:
+        raise SystemExit(f"bench: no section named {only} (scripts/bench_{only}.py)")
+    return found
+
+
+def server_env(synchronous: str, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSETTA_")}
+    env.update({
+        "ROSETTA_LIMITS_API_PER_MINUTE": "0",
+        "ROSETTA_LIMITS_REGISTER_PER_MINUTE": "0",
+        "ROSETTA_LIMITS_LOGIN_PER_MINUTE": "0",
+        "ROSETTA_AUTH_BCRYPT_ROUNDS": "4",
+        "ROSETTA_STORAGE_SYNCHRONOUS": synchronous,
+        "PYTHONPATH": str(ROOT),
+    })
+    env.update(extra)
+    return env
+
+
+async def wait_healthy(base_url: str, process: asyncio.subprocess.Process) -> None:
+    from benchlib import KeepAlive
+
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.returncode is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before answering")
+        client = KeepAlive(base_url)
+        try:
+            status, _ = await client.request("GET", "/api/v1/health")
+            if status == 200:
+                return
+        except OSError:
+            pass
+        finally:
+            await client.close()
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"the server did not answer /api/v1/health within {START_TIMEOUT_S} s")
+
+
+async def run_section(name: str, module: ModuleType, synchronous: str) -> list[Row]:
+    with tempfile.TemporaryDirectory(prefix=f"rosetta-bench-{name}-") as scratch:
+        tmp = Path(scratch)
+        extra = module.server_env(tmp) if hasattr(module, "server_env") else {}
+        port = free_port()
+        log_path = tmp / "server.log"
+        with log_path.open("wb") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "rosetta", "serve", "--port", str(port), "--data-dir", str(tmp / "data"),
+                cwd=tmp, env=server_env(synchronous, extra), stdout=log, stderr=log,
+            )
+            base_url = f"http://127.0.0.1:{port}"
+            try:
+                await wait_healthy(base_url, process)
+                rows = list(await module.run(base_url, tmp))
+            except Exception:
+                traceback.print_exc()
+                rows = [("section failed (see the trace above)", "—", "")]
+            finally:
+                if process.returncode is None:
+                    process.send_signal(signal.SIGTERM)
+                    try:
+                        await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+                    except TimeoutError:
+                        process.kill()
+                        await process.wait()
+        server_log = log_path.read_text(encoding="utf-8", errors="replace")
+    ratio = re.search(r"database closed: (\d+) write units in (\d+) commits", server_log)
+    if ratio and int(ratio.group(2)):
+        units, commits = int(ratio.group(1)), int(ratio.group(2))
+        rows.append(("write units per commit (server log)", f"{units / commits:.1f} ({units} in {commits})", ""))
+    errors = server_log.count(" ERROR ")
+    if errors:
+        rows.append(("server errors logged", str(errors), "0"))
+    return rows
+
+
+def table(results: list[tuple[str, list[Row]]], synchronous: str, duration: float) -> str:
+    lines = [
+        f"Rosetta benchmark — {os.cpu_count()} cores, storage.synchronous = {synchronous}, "
+        f"{duration:g} s per measured phase, Python {sys.version.split()[0]}",
+        "",
+        "| section | metric | measured | target |",
+        "|---|---|---|---|",
+    ]
+    for title, rows in results:
+        for metric, measured, target in rows:
+            lines.append(f"| {title} | {metric} | {measured} | {target} |")
+    return "\n".join(lines)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", help="run one section: NAME of scripts/bench_NAME.py")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase (default 10)")
+    parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "EXTRA"),
+                        help="storage.synchronous of the servers (default FULL)")
+    args = parser.parse_args()
+    os.environ["BENCH_DURATION_S"] = str(args.duration)
+    results = []
+    for name, module in discover(args.only):
+        print(f"bench: {name} …", file=sys.stderr, flush=True)
+        results.append((getattr(module, "TITLE", name), await run_section(name, module, args.synchronous)))
+    print(table(results, args.synchronous, args.duration))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

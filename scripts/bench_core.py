@@ -1,0 +1,99 @@
+"""Core section: durable message sends from 20 keep-alive clients, and authenticated history reads.
+
+Setup goes through the public API like a real team: 20 users register, the first creates a
+workspace and an invite, the others accept it; everyone then posts in ``general``. Every send is
+acknowledged only after its COMMIT (``synchronous`` as the runner set it), so sends/s measures
+durable writes; concurrent sends share commits (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from benchlib import KeepAlive, duration_s, percentile, run_clients
+
+TITLE = "core"
+CLIENTS = 20
+HISTORY_LIMIT = 50
+API = "/api/v1"
+
+
+async def setup(base_url: str) -> tuple[list[str], str]:
+    """Register CLIENTS users in one workspace; return their tokens and the general channel's messages path."""
+    async def sign_up(i: int) -> str:
+        client = KeepAlive(base_url)
+        password = "bench-password-1"  # noqa: S105 - a throwaway account on a throwaway server
+        status, body = await client.json("POST", f"{API}/auth/app/register", {
+            "name": f"Bench {i}", "email": f"bench{i}@example.test", "password": password,
+            "password_confirmation": password, "preferred_language": "en", "device_name": "bench",
+        })
+        await client.close()
+        assert status == 200, (status, body)
+        return str(body["access_token"])
+
+    tokens = list(await asyncio.gather(*(sign_up(i) for i in range(CLIENTS))))
+    owner = KeepAlive(base_url)
+    status, body = await owner.json("POST", f"{API}/workspaces", {"name": "Bench team"}, token=tokens[0])
+    assert status == 201, (status, body)
+    workspace_id = body["data"]["id"]
+    status, body = await owner.json("POST", f"{API}/workspaces/{workspace_id}/invites",
+                                    {"expires_in_days": 1}, token=tokens[0])
+    assert status == 201, (status, body)
+    code = body["data"]["code"]
+    for token in tokens[1:]:
+        status, body = await owner.json("POST", f"{API}/invites/{code}/accept", token=token)
+        assert status == 200, (status, body)
+    status, body = await owner.json("GET", f"{API}/workspaces/{workspace_id}/channels", token=tokens[0])
+    assert status == 200, (status, body)
+    general = next(c for c in body["data"] if c["slug"] == "general")
+    await owner.close()
+    return tokens, f"{API}/workspaces/{workspace_id}/channels/{general['id']}/messages"
+
+
+async def measure(base_url: str, tokens: list[str], method: str, path: str, payload: Any,
+                  ok: int, seconds: float) -> tuple[float, float, float, int]:
+    """(per second, p50 ms, p99 ms, failures) for CLIENTS connections doing method+path in a loop."""
+    clients: list[KeepAlive] = []
+    failures = 0
+
+    async def make_step(i: int) -> Any:
+        client = KeepAlive(base_url)
+        await client.connect()
+        clients.append(client)
+        counter = 0
+
+        async def step() -> None:
+            nonlocal counter, failures
+            counter += 1
+            body = None if payload is None else {"content": f"{payload} {i}/{counter}"}
+            status, _ = await client.json(method, path, body, token=tokens[i])
+            if status != ok:
+                failures += 1
+
+        return step
+
+    count, latencies, elapsed = await run_clients(CLIENTS, seconds, make_step)
+    for client in clients:
+        await client.close()
+    return (count / elapsed, percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000, failures)
+
+
+async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
+    tokens, messages = await setup(base_url)
+    seconds = duration_s()
+    await measure(base_url, tokens, "POST", messages, "warm-up", 201, min(1.0, seconds))
+    sends, p50, p99, send_failures = await measure(base_url, tokens, "POST", messages, "hello team", 201, seconds)
+    reads, r50, r99, read_failures = await measure(base_url, tokens, "GET", f"{messages}?limit={HISTORY_LIMIT}",
+                                                   None, 200, seconds)
+    rows = [
+        (f"durable message sends/s ({CLIENTS} keep-alive clients)", f"{sends:,.0f}", "≥ 1,000"),
+        ("send latency p50", f"{p50:.1f} ms", ""),
+        ("send latency p99", f"{p99:.1f} ms", "≤ 50 ms"),
+        (f"history reads/s (limit {HISTORY_LIMIT}, {CLIENTS} clients)", f"{reads:,.0f}", "≥ 3,000"),
+        ("history read latency p50 / p99", f"{r50:.1f} / {r99:.1f} ms", ""),
+    ]
+    if send_failures or read_failures:
+        rows.append(("failed requests (sends, reads)", f"{send_failures}, {read_failures}", "0, 0"))
+    return rows

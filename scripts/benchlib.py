@@ -1,0 +1,122 @@
+"""Helpers for benchmark sections: a minimal keep-alive HTTP/1.1 client and latency statistics.
+
+Tornado's simple_httpclient opens a new connection per request (no keep-alive) and curl_httpclient
+is not installed, so a benchmark of "keep-alive clients" needs its own client. This one speaks just
+enough HTTP/1.1 for Rosetta's answers: a status line, headers, and a Content-Length body (Tornado
+sets Content-Length on every finished response; 204/304 have no body). It is not a general client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_DURATION_S = 10.0
+
+
+def duration_s() -> float:
+    """How long each measured phase runs; the runner's ``--duration`` (exported as BENCH_DURATION_S)."""
+    return float(os.environ.get("BENCH_DURATION_S", DEFAULT_DURATION_S))
+
+
+class KeepAlive:
+    """One persistent connection; one request at a time (like a browser tab or a bot)."""
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or 80
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None:  # small request/response pairs: do not wait for Nagle's 40 ms
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+            self.writer = self.reader = None
+
+    async def request(self, method: str, path: str, body: bytes | None = None,
+                      headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        if self.writer is None:
+            await self.connect()
+        assert self.reader is not None and self.writer is not None
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", "Accept: application/json"]
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        payload = body or b""
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(payload)}")
+        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("the server closed the connection")
+        status = int(status_line.split()[1])
+        length = 0
+        keep = True
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value.strip())
+            elif name == "connection" and value.strip().lower() == "close":
+                keep = False
+            elif name == "transfer-encoding":
+                raise ConnectionError("chunked answers are not supported by this small client")
+        data = await self.reader.readexactly(length) if length else b""
+        if not keep:
+            await self.close()
+        return status, data
+
+    async def json(self, method: str, path: str, payload: Any = None, token: str | None = None) -> tuple[int, Any]:
+        headers = {}
+        body = None
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if payload is not None:
+            body = json.dumps(payload).encode()
+            headers["Content-Type"] = "application/json"
+        status, data = await self.request(method, path, body, headers)
+        return status, (json.loads(data) if data else None)
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    """The nearest-rank percentile of ``samples`` (which it sorts in place)."""
+    if not samples:
+        return float("nan")
+    samples.sort()
+    index = min(len(samples) - 1, max(0, round(fraction * len(samples)) - 1))
+    return samples[index]
+
+
+async def run_clients(clients: int, seconds: float, make_step: Any) -> tuple[int, list[float], float]:
+    """Run ``clients`` loops of ``await step()`` for ``seconds``; returns (count, latencies in s, elapsed s).
+
+    ``make_step(i)`` returns the async callable for client ``i`` (set up its own connection first).
+    """
+    steps = [await make_step(i) for i in range(clients)]
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+
+    async def loop(step: Any) -> None:
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            await step()
+            latencies.append(time.perf_counter() - began)
+
+    await asyncio.gather(*(loop(step) for step in steps))
+    return len(latencies), latencies, time.perf_counter() - start
