@@ -26,7 +26,7 @@ class MemberHandler(BaseHandler):
         await self.app.workspaces.require_member(workspace_id, self.principal)
         body = self.json_body()
         v = Validator(body)
-        role = v.string("role", max_len=32)
+        role = v.string("role", required="role" in body, max_len=32)
         if role is not None and role not in ASSIGNABLE_ROLES:
             v.fail("role", f"The role field must be one of: {', '.join(ASSIGNABLE_ROLES)}.")
         language: Any = UNSET
