@@ -14,6 +14,9 @@ from rosetta.store import events as event_store
 from rosetta.store.db import Tx
 
 
+EMITTED = "event.emitted"  # ctx.listeners key for in-transaction event hooks
+
+
 @dataclass(frozen=True)
 class Event:
     seq: int
@@ -29,5 +32,9 @@ async def emit(ctx: Context, tx: Tx, name: str, audience_kind: str, audience_id:
     now = ctx.now()
     seq = await event_store.append(tx, name, audience_kind, audience_id, payload, now)
     event = Event(seq, name, audience_kind, audience_id, payload, now)
+    # Durable side effects of an event (outgoing webhook deliveries, push) are queued in the SAME
+    # transaction by hooks registered under "event.emitted": ``async hook(tx, event)``, SQL only.
+    for hook in ctx.listeners.get(EMITTED, ()):
+        await hook(tx, event)
     tx.on_commit(lambda: ctx.hub.publish(event))
     return event
