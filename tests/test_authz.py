@@ -1,0 +1,205 @@
+"""Who may do what: the authorization matrix of every workspace route, token revocation, and the auth routes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.rest_support import make_team, member_id
+from tests.support import register
+
+ROLES = ("anonymous", "outsider", "member", "admin", "owner")
+
+
+def expect(outsider: int, member: int, admin: int, owner: int) -> dict[str, int]:
+    return {"anonymous": 401, "outsider": outsider, "member": member, "admin": admin, "owner": owner}
+
+
+# route name, method, path, body, expected status per role.
+# {w} workspace, {c} general, {x} a spare channel, {m} a message by a plain member in general,
+# {t} that member's member id, {i} an invite.
+MATRIX = [
+    ("workspace.show", "GET", "/workspaces/{w}", None, expect(404, 200, 200, 200)),
+    ("channels.index", "GET", "/workspaces/{w}/channels", None, expect(404, 200, 200, 200)),
+    ("channels.store", "POST", "/workspaces/{w}/channels", {"name": "new"}, expect(404, 403, 201, 201)),
+    ("channels.show", "GET", "/workspaces/{w}/channels/{x}", None, expect(404, 200, 200, 200)),
+    ("channels.update", "PUT", "/workspaces/{w}/channels/{x}", {"name": "renamed"}, expect(404, 403, 200, 200)),
+    ("channels.destroy", "DELETE", "/workspaces/{w}/channels/{x}", None, expect(404, 403, 204, 204)),
+    ("channels.join", "POST", "/workspaces/{w}/channels/{x}/join", {}, expect(404, 200, 200, 200)),
+    ("messages.index", "GET", "/workspaces/{w}/channels/{c}/messages", None, expect(404, 200, 200, 200)),
+    ("messages.store", "POST", "/workspaces/{w}/channels/{c}/messages", {"content": "hi"},
+     expect(404, 201, 201, 201)),
+    ("messages.update", "PATCH", "/workspaces/{w}/channels/{c}/messages/{m}", {"content": "edited"},
+     expect(404, 403, 403, 403)),
+    ("messages.destroy", "DELETE", "/workspaces/{w}/channels/{c}/messages/{m}", None, expect(404, 403, 204, 204)),
+    ("members.index", "GET", "/workspaces/{w}/members", None, expect(404, 200, 200, 200)),
+    ("members.update", "PUT", "/workspaces/{w}/members/{t}", {"role": "admin"}, expect(404, 403, 200, 200)),
+    ("members.destroy", "DELETE", "/workspaces/{w}/members/{t}", None, expect(404, 403, 204, 204)),
+    ("invites.index", "GET", "/workspaces/{w}/invites", None, expect(404, 403, 200, 200)),
+    ("invites.store", "POST", "/workspaces/{w}/invites", {"expires_in_days": 1}, expect(404, 403, 201, 201)),
+    ("invites.destroy", "DELETE", "/workspaces/{w}/invites/{i}", None, expect(404, 403, 204, 204)),
+]
+
+
+@pytest.mark.parametrize("route, method, template, body, expected", MATRIX, ids=[row[0] for row in MATRIX])
+@pytest.mark.gen_test(timeout=60)
+async def test_authorization_matrix(api, route, method, template, body, expected):
+    team = await make_team(api)
+    seen: dict[str, int] = {}
+    for number, role in enumerate(ROLES):
+        # Fresh targets for every caller, so that one role's delete does not decide the next role's answer.
+        target = await register(api, f"Target {number}")
+        invite = await api.post(f"/workspaces/{team.id}/invites", {"expires_in_days": 1}, token=team.owner.token)
+        assert (await api.post(f"/invites/{invite.json['data']['code']}/accept", token=target.token)).status == 200
+        spare = await api.post(f"/workspaces/{team.id}/channels", {"name": f"spare {number}"}, token=team.owner.token)
+        message = await api.post(f"/workspaces/{team.id}/channels/{team.general['id']}/messages",
+                                 {"content": "target"}, token=target.token)
+        path = template.format(w=team.id, c=team.general["id"], x=spare.json["data"]["id"],
+                               m=message.json["data"]["id"], t=await member_id(api, team.id, target, team.owner.token),
+                               i=invite.json["data"]["id"])
+        token = None if role == "anonymous" else team.role(role).token
+        response = await api.request(method, path, body, token=token)
+        assert response.status != 500, response
+        seen[role] = response.status
+    assert seen == expected, route
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_password_channel_refuses_members_until_joined(api):
+    team = await make_team(api)
+    created = await api.post(f"/workspaces/{team.id}/channels", {"name": "vault", "password": "open-sesame"},
+                             token=team.owner.token)
+    messages = f"/workspaces/{team.id}/channels/{created.json['data']['id']}/messages"
+    statuses = {role: (await api.get(messages, token=team.role(role).token)).status
+                for role in ("outsider", "member", "admin", "owner")}
+    assert statuses == {"outsider": 404, "member": 403, "admin": 200, "owner": 200}
+
+
+# Token revocation ------------------------------------------------------------------------------------
+
+async def login(api, user):
+    response = await api.post("/auth/app/login", {"email": user.email, "password": user.password})
+    assert response.status == 200, response
+    return response.json["access_token"]
+
+
+@pytest.mark.gen_test
+async def test_logout_revokes_that_token_only(api):
+    ana = await register(api, "Ana")
+    second = await login(api, ana)
+    out = await api.post("/auth/app/logout", token=ana.token)
+    assert out.status == 200
+    refused = await api.get("/me", token=ana.token)
+    assert refused.status == 401 and refused.json == {"message": "Unauthenticated."}
+    assert (await api.get("/me", token=second)).status == 200
+
+
+@pytest.mark.gen_test
+async def test_change_password_keeps_current_and_revokes_others(api):
+    ana = await register(api, "Ana")
+    other = await login(api, ana)
+    changed = await api.post("/auth/app/change-password", {
+        "current_password": ana.password, "password": "brand-new-pass", "password_confirmation": "brand-new-pass",
+    }, token=ana.token)
+    assert changed.status == 200, changed
+    assert (await api.get("/me", token=ana.token)).status == 200
+    assert (await api.get("/me", token=other)).status == 401
+    old = await api.post("/auth/app/login", {"email": ana.email, "password": ana.password})
+    assert old.status == 422
+
+
+@pytest.mark.gen_test
+async def test_deleting_a_personal_token_revokes_it(api):
+    ana = await register(api, "Ana")
+    created = await api.post("/me/tokens", {"name": "bot", "abilities": ["automation"]}, token=ana.token)
+    assert created.status == 201, created
+    plain = created.json["data"]["token"]
+    assert (await api.get("/me", token=plain)).status == 403  # valid, but without the ability this route needs
+    deleted = await api.delete(f"/me/tokens/{created.json['data']['id']}", token=ana.token)
+    assert deleted.status == 204
+    assert (await api.get("/me", token=plain)).status == 401
+    assert (await api.delete(f"/me/tokens/{created.json['data']['id']}", token=ana.token)).status == 404
+
+
+@pytest.mark.parametrize("token", ["garbage", "01arz3ndektsv4rrffq69g5fav|nope", "|", "a" * 5000])
+@pytest.mark.gen_test
+async def test_bad_tokens_are_401(api, token):
+    response = await api.get("/workspaces", token=token)
+    assert response.status == 401 and response.json == {"message": "Unauthenticated."}
+
+
+# The foundation's auth routes ----------------------------------------------------------------------------
+
+@pytest.mark.gen_test
+async def test_register_refusals(api):
+    await register(api, "Ana")
+    duplicate = await api.post("/auth/app/register", {"name": "Ana", "email": "ANA@example.test",
+                                                      "password": "correct-horse-1",
+                                                      "password_confirmation": "correct-horse-1"})
+    assert duplicate.status == 422 and "email" in duplicate.json["errors"]
+    long_password = "é" * 37  # 37 characters, 74 bytes: bcrypt would silently drop the end
+    too_long = await api.post("/auth/app/register", {"name": "Bo", "email": "bo@example.test",
+                                                     "password": long_password,
+                                                     "password_confirmation": long_password})
+    assert too_long.status == 422 and "password" in too_long.json["errors"]
+
+
+@pytest.mark.gen_test
+async def test_login_wrong_password_is_422(api):
+    ana = await register(api, "Ana")
+    wrong = await api.post("/auth/app/login", {"email": ana.email, "password": "not-the-password"})
+    assert wrong.status == 422 and wrong.json["message"] == "The given data was invalid."
+    nobody = await api.post("/auth/app/login", {"email": "nobody@example.test", "password": "whatever-1"})
+    assert nobody.status == 422
+
+
+@pytest.mark.parametrize("server_overrides", [{"limits": {"login_per_minute": 2}}])
+@pytest.mark.gen_test
+async def test_login_rate_limited(api, clock):
+    ana = await register(api, "Ana")
+    for _ in range(2):
+        attempt = await api.post("/auth/app/login", {"email": ana.email, "password": "wrong-password"})
+        assert attempt.status == 422 and attempt.headers["X-RateLimit-Limit"] == "2"
+    limited = await api.post("/auth/app/login", {"email": ana.email, "password": ana.password})
+    assert limited.status == 429 and limited.json == {"message": "Too Many Attempts."}
+    assert int(limited.headers["Retry-After"]) > 0 and limited.headers["X-RateLimit-Remaining"] == "0"
+    clock.advance(seconds=61)
+    assert (await api.post("/auth/app/login", {"email": ana.email, "password": ana.password})).status == 200
+
+
+@pytest.mark.parametrize("server_overrides", [{"limits": {"login_per_minute": 2},
+                                               "server": {"trusted_proxies": ["127.0.0.1/32"]}}])
+@pytest.mark.gen_test
+async def test_login_limit_is_also_per_account(api):
+    ana = await register(api, "Ana")
+    for n in range(2):
+        attempt = await api.post("/auth/app/login", {"email": ana.email, "password": "wrong-password"},
+                                 headers={"X-Forwarded-For": f"203.0.113.{n}"})
+        assert attempt.status == 422
+    limited = await api.post("/auth/app/login", {"email": ana.email, "password": ana.password},
+                             headers={"X-Forwarded-For": "203.0.113.99"})
+    assert limited.status == 429  # a new address does not reset the account's budget
+
+
+async def register_from(api, n, address):
+    return await api.post("/auth/app/register", {
+        "name": f"U{n}", "email": f"u{n}@example.test", "password": "correct-horse-1",
+        "password_confirmation": "correct-horse-1"}, headers={"X-Forwarded-For": address})
+
+
+@pytest.mark.parametrize("server_overrides", [{"limits": {"register_per_minute": 2}}])
+@pytest.mark.gen_test
+async def test_forwarded_for_ignored_without_trusted_proxies(api):
+    assert (await register_from(api, 1, "198.51.100.1")).status == 200
+    assert (await register_from(api, 2, "198.51.100.2")).status == 200
+    limited = await register_from(api, 3, "198.51.100.3")
+    assert limited.status == 429 and limited.headers["X-RateLimit-Limit"] == "2" and "Retry-After" in limited.headers
+
+
+@pytest.mark.parametrize("server_overrides", [{"limits": {"register_per_minute": 2},
+                                               "server": {"trusted_proxies": ["127.0.0.1/32"]}}])
+@pytest.mark.gen_test
+async def test_forwarded_for_honoured_from_trusted_proxy(api):
+    for n in range(4):
+        assert (await register_from(api, n, f"198.51.100.{n}")).status == 200
+    assert (await register_from(api, 10, "198.51.100.1")).status == 200
+    assert (await register_from(api, 11, "198.51.100.1")).status == 429  # that client's third
