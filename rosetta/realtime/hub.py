@@ -1,23 +1,322 @@
-"""The hub: hears committed events and hands them to the subscribers whose audience includes them.
+"""The hub: hears committed events and hands each to the live connections whose audience includes it.
 
-Until the realtime gateway lands it only remembers the newest ``seq`` it was told about.
+Owns the set of live connections, delivery order and per-reader payloads. ``publish`` (called in
+an on-commit callback) only queues; one drain task delivers in ``seq`` order, deciding recipients
+from the database at that moment (a removed member or deactivated user gets nothing more). A
+message event is rendered once per distinct reader language and encoded once per transport; the
+same bytes go to every connection of that language. The hub never waits for a client: writes are
+non-blocking and an overflowing connection is closed (subscription.py).
+
+It must not write domain rows: apart from trimming its own log it only reads.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import json
+import logging
+from collections import deque
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import tornado.ioloop
+
+from rosetta.clock import iso
+from rosetta.realtime.audience import Audiences, Readers
+from rosetta.realtime.subscription import CLOSE_GOING_AWAY, CLOSE_REVOKED, Subscription
+from rosetta.realtime.wire import Control, Frame, dumps
+from rosetta.services.events import Event
+from rosetta.services.views import same_language
+from rosetta.store import events as event_store
+from rosetta.store import realtime as realtime_store
+from rosetta.store.db import Conn
 
 if TYPE_CHECKING:
-    from rosetta.services.events import Event
+    from rosetta.jobs import JobRunner
+    from rosetta.services.context import Context
+    from rosetta.services.messages import MessageService
+
+log = logging.getLogger("rosetta.realtime")
+
+# Events whose data is the message as each reader sees it over REST (rendered per language).
+RENDERED = frozenset({"message.created", "message.updated", "message.translated"})
+# Keys that hold message text: stripped from every *.deleted event (delete events carry no content).
+CONTENT_KEYS = ("content", "original_content", "display_content", "translations", "attachments")
+REPLAY_PAGE = 500  # events read per replay step; then wait for the socket to drain
+SSE_COMMENT_S = 15.0  # spec §5: keeps proxies from closing an idle stream
 
 
 class Hub:
     def __init__(self) -> None:
         self.last_seq = 0
+        self.audiences = Audiences()
+        self.ctx: Context | None = None
+        self.messages: MessageService | None = None
+        self._by_user: dict[str, set[Subscription]] = {}
+        self._queue: deque[Event] = deque()
+        self._drain_task: asyncio.Task[None] | None = None
+        self._sse_timer: tornado.ioloop.PeriodicCallback | None = None
+        self._next_connection = 0
+        self.delivered = 0  # frames written live (the benchmark prints it)
 
-    def publish(self, event: Event) -> None:
-        self.last_seq = max(self.last_seq, event.seq)
+    def attach(self, ctx: Context, messages: MessageService, jobs: JobRunner) -> None:
+        """Wire the hub to the app's context and message renderer; register its listeners and job."""
+        self.ctx = ctx
+        self.messages = messages
+        jobs.add("events.trim", ctx.config.realtime.trim_interval_s, self.trim)
+        ctx.listeners.setdefault("tokens.revoked", []).append(self.close_tokens)
+        ctx.listeners.setdefault("sessions.revoked", []).append(self.close_sessions)
+        ctx.listeners.setdefault("users.deactivated", []).append(self.close_users)
+
+    # Connections -----------------------------------------------------------------------------------
+
+    def connection_count(self, user_id: str) -> int:
+        return len(self._by_user.get(user_id, ()))
 
     def is_online(self, user_id: str) -> bool:
         """Whether the user has a live WebSocket or SSE connection (push skips online users)."""
-        return False
+        return bool(self._by_user.get(user_id))
+
+    def subscriptions(self) -> Iterable[Subscription]:
+        for subs in list(self._by_user.values()):
+            yield from list(subs)
+
+    def new_connection_id(self) -> str:
+        self._next_connection += 1
+        return f"c{self._next_connection}"
+
+    def add(self, sub: Subscription) -> None:
+        """Register before reading the log: every event committed from now on reaches ``pending``."""
+        self._by_user.setdefault(sub.user_id, set()).add(sub)
+        if sub.transport == "sse" and self._sse_timer is None:
+            self._sse_timer = tornado.ioloop.PeriodicCallback(self._sse_comment, SSE_COMMENT_S * 1000)
+            self._sse_timer.start()
+
+    def remove(self, sub: Subscription) -> None:
+        subs = self._by_user.get(sub.user_id)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._by_user[sub.user_id]
+
+    def _sse_comment(self) -> None:
+        for sub in self.subscriptions():
+            if sub.transport == "sse" and not sub.closed:
+                sub._write(b": keep-alive\n\n")
+
+    def close_where(self, predicate: Any, code: int, reason: str) -> int:
+        closed = 0
+        for sub in self.subscriptions():
+            if predicate(sub):
+                sub.close(code, reason)
+                closed += 1
+        return closed
+
+    def close_tokens(self, token_ids: Iterable[str]) -> None:
+        """``tokens.revoked`` listener; web sessions and guest tokens are announced under the same topic."""
+        wanted = set(token_ids)
+        self.close_where(lambda sub: sub.principal.token_id in wanted or sub.principal.session_id in wanted,
+                         CLOSE_REVOKED, "token revoked")
+
+    def close_sessions(self, session_ids: Iterable[str]) -> None:
+        wanted = set(session_ids)
+        self.close_where(lambda sub: sub.principal.session_id in wanted, CLOSE_REVOKED, "session revoked")
+
+    def close_users(self, user_ids: Iterable[str]) -> None:
+        wanted = set(user_ids)
+        self.close_where(lambda sub: sub.user_id in wanted, CLOSE_REVOKED, "user deactivated")
+
+    async def close_all(self) -> None:
+        """Shutdown: WebSockets get 1001, SSE streams end; clients resume from their last seq."""
+        if self._sse_timer is not None:
+            self._sse_timer.stop()
+            self._sse_timer = None
+        self.close_where(lambda sub: True, CLOSE_GOING_AWAY, "server restarting")
+        if self._drain_task is not None and not self._drain_task.done():
+            self._drain_task.cancel()
+
+    # Live delivery ---------------------------------------------------------------------------------
+
+    def publish(self, event: Event) -> None:
+        """Called after COMMIT, in seq order. Queue and return at once: delivery reads the database."""
+        self.last_seq = max(self.last_seq, event.seq)
+        if not self._by_user or self.ctx is None:
+            return  # nobody listening: a reconnecting client replays from the log
+        self._queue.append(event)
+        if self._drain_task is None or self._drain_task.done():
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch = list(self._queue)
+            self._queue.clear()
+            try:
+                await self._deliver(batch)
+            except Exception:
+                log.exception("delivering %d events failed", len(batch))
+
+    async def _deliver(self, batch: list[Event]) -> None:
+        assert self.ctx is not None
+        conn = self.ctx.db.reader
+        cache: dict[tuple[str, str], Readers] = {}
+        rows = await self._message_rows(conn, batch)
+        for event in batch:
+            if not self._by_user:
+                return
+            readers = await self.audiences.readers(conn, event.audience_kind, event.audience_id, cache)
+            by_language: dict[str, list[Subscription]] = {}
+            for user_id, subs in self._connected(readers):
+                by_language.setdefault(readers[user_id], []).extend(subs)
+            if not by_language:
+                continue
+            if event.name not in RENDERED:
+                frame = Frame(event.seq, event.name, dumps(neutral_data(event.name, event.payload)))
+                for subs in by_language.values():
+                    self._offer(frame, subs)
+                continue
+            row = rows.get(event.payload.get("id"))
+            if row is None:
+                continue  # the message is gone (purged): nothing left to show
+            for language, subs in by_language.items():
+                if event.name == "message.translated" and not same_language(language, _target(event)):
+                    continue
+                frame = await self._render(conn, event, row, language)
+                self._offer(frame, subs)
+
+    def _connected(self, readers: Readers) -> Iterable[tuple[str, set[Subscription]]]:
+        # Walk the smaller side: 1,000 readers with 3 connected users should cost 3 lookups.
+        if len(readers) <= len(self._by_user):
+            for user_id in readers:
+                subs = self._by_user.get(user_id)
+                if subs:
+                    yield user_id, subs
+        else:
+            for user_id, subs in list(self._by_user.items()):
+                if user_id in readers and subs:
+                    yield user_id, subs
+
+    def _offer(self, frame: Frame, subs: Iterable[Subscription]) -> None:
+        for sub in list(subs):
+            sub.offer(frame)
+            self.delivered += 1
+
+    async def _message_rows(self, conn: Conn, events: list[Event]) -> dict[str, Any]:
+        ids = list({e.payload.get("id") for e in events if e.name in RENDERED and e.payload.get("id")})
+        return {row["id"]: row for row in await realtime_store.messages_by_ids(conn, ids)}
+
+    async def _render(self, conn: Conn, event: Event, row: Any, language: str) -> Frame:
+        assert self.messages is not None
+        data = (await self.messages.render(conn, [row], language))[0]
+        return Frame(event.seq, event.name, dumps(data))
+
+    # Live-only events (typing, read, presence): never in the durable log --------------------------
+
+    async def relay(self, name: str, audience_kind: str, audience_id: str, data: dict[str, Any],
+                    skip: Subscription | None = None) -> None:
+        assert self.ctx is not None
+        readers = await self.audiences.readers(self.ctx.db.reader, audience_kind, audience_id)
+        frame = Frame(None, name, dumps(data))
+        for _, subs in self._connected(readers):
+            self._offer(frame, (sub for sub in subs if sub is not skip))
+
+    async def can_see(self, user_id: str, audience_kind: str, audience_id: str) -> bool:
+        assert self.ctx is not None
+        return user_id in await self.audiences.readers(self.ctx.db.reader, audience_kind, audience_id)
+
+    async def presence(self, user_id: str, status: str) -> None:
+        """Tell the people sharing a workspace with ``user_id`` that they came online or left."""
+        assert self.ctx is not None
+        peers = await realtime_store.workspace_peers(self.ctx.db.reader, user_id)
+        frame = Frame(None, "presence", dumps({"user_id": user_id, "status": status}))
+        for peer in peers:
+            subs = self._by_user.get(peer)
+            if subs and peer != user_id:
+                self._offer(frame, subs)
+
+    # Resume ----------------------------------------------------------------------------------------
+
+    async def head(self) -> int:
+        """The newest seq ever issued: a connection without a resume point is live from here."""
+        assert self.ctx is not None
+        _, newest = await realtime_store.log_bounds(self.ctx.db.reader)
+        return max(newest, self.last_seq)
+
+    async def replay(self, sub: Subscription, after: int) -> None:
+        """Send every retained event after ``after`` that ``sub`` may see, then go live (no gap, no dup).
+
+        Also the catch-up path after an overflow: the client reconnects and lands here.
+        """
+        assert self.ctx is not None
+        sub.begin_replay()
+        conn = self.ctx.db.reader
+        oldest, newest = await realtime_store.log_bounds(conn)
+        # The log lost events after ``after`` when the oldest retained one is further on (or all are gone).
+        lost = (after + 1 < oldest) if oldest else (after < newest)
+        if lost:
+            sub.control(Control({"type": "resync_required", "oldest_seq": oldest or newest + 1}))
+            sub.go_live()
+            return
+        cursor = after
+        cache: dict[tuple[str, str], Readers] = {}
+        while not sub.closed:
+            rows = await event_store.after(conn, cursor, REPLAY_PAGE)
+            if not rows:
+                break
+            events = [_event(row) for row in rows]
+            for frame in await self._frames_for(conn, sub.user_id, events, cache):
+                sub.replayed(frame)
+            cursor = events[-1].seq
+            if len(rows) < REPLAY_PAGE:
+                break
+            if not await sub.drained():
+                return
+        if not sub.closed:
+            sub.go_live()
+
+    async def _frames_for(self, conn: Conn, user_id: str, events: list[Event],
+                          cache: dict[tuple[str, str], Readers]) -> list[Frame]:
+        """The events of one page that ``user_id`` may see, as that reader sees them, in seq order."""
+        visible: list[tuple[Event, str]] = []
+        for event in events:
+            readers = await self.audiences.readers(conn, event.audience_kind, event.audience_id, cache)
+            language = readers.get(user_id)
+            if language is None:
+                continue
+            if event.name == "message.translated" and not same_language(language, _target(event)):
+                continue
+            visible.append((event, language))
+        rows = await self._message_rows(conn, [event for event, _ in visible])
+        frames = []
+        for event, language in visible:
+            if event.name not in RENDERED:
+                frames.append(Frame(event.seq, event.name, dumps(neutral_data(event.name, event.payload))))
+                continue
+            row = rows.get(event.payload.get("id"))
+            if row is not None:
+                frames.append(await self._render(conn, event, row, language))
+        return frames
+
+    # Retention -------------------------------------------------------------------------------------
+
+    async def trim(self) -> int:
+        """The ``events.trim`` job: drop events older than ``realtime.retention_hours``."""
+        assert self.ctx is not None
+        cutoff = iso(self.ctx.clock.now() - timedelta(hours=self.ctx.config.realtime.retention_hours))
+        return await self.ctx.db.write(lambda tx: event_store.trim_before(tx, cutoff))
+
+
+def neutral_data(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """Non-message events go out as emitted; a delete never carries the deleted text."""
+    if name.endswith(".deleted"):
+        return {key: value for key, value in payload.items() if key not in CONTENT_KEYS}
+    return payload
+
+
+def _target(event: Event) -> str:
+    return str(event.payload.get("language") or "")
+
+
+def _event(row: Any) -> Event:
+    return Event(row["seq"], row["name"], row["audience_kind"], row["audience_id"], json.loads(row["payload"]),
+                 row["created_at"])

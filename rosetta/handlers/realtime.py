@@ -1,0 +1,267 @@
+"""WebSocket ``GET /realtime`` and SSE ``GET /events``: authenticate, register with the hub, resume, stream.
+
+Owns the HTTP side of realtime (spec §5): credentials (bearer header, ``?access_token=``, cookie
+session with an allowed Origin, guest token), the resume point (``?after=``, a ``resume`` frame, or
+``Last-Event-ID``), the connection cap, heartbeats and client frames (ping, resume, typing, read).
+What a connection receives is decided by the hub and the subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import tornado.ioloop
+import tornado.websocket
+
+from rosetta.errors import Forbidden, Invalid, TooManyAttempts
+from rosetta.handlers.base import BaseHandler
+from rosetta.ids import looks_like_id
+from rosetta.realtime.subscription import (
+    CLOSE_OVERFLOW,
+    CLOSE_REVOKED,
+    SseSink,
+    Subscription,
+    WebSocketSink,
+    tune_socket,
+)
+from rosetta.realtime.wire import Control
+from rosetta.services.auth import Principal
+from rosetta.store import realtime as realtime_store
+
+log = logging.getLogger("rosetta.realtime")
+
+MAX_CLIENT_FRAME = 64 * 1024  # client frames are tiny JSON commands
+TYPING_EVERY_S = 3.0  # at most one typing relay per connection and place in this window
+SSE_RETRY_MS = 3000
+PONG = Control({"type": "pong"})
+
+
+def parse_after(raw: str | None, field: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid.one(field, f"The {field} must be an integer.") from None
+    if value < 0:
+        raise Invalid.one(field, f"The {field} must be at least 0.")
+    return value
+
+
+class RealtimeMixin:
+    """What both transports share: query-string tokens, the Origin rule for cookies, the cap, hello."""
+
+    app: Any
+    principal: Principal | None
+    request: Any
+    sub: Subscription | None
+    allow_guest = True
+
+    async def authenticate(self) -> Principal | None:
+        # Browsers cannot set headers on a WebSocket or an EventSource: the token may ride in the URL.
+        token = self.get_query_argument("access_token", None)  # type: ignore[attr-defined]
+        if token:
+            return await self.app.tokens.resolve(token)
+        return await super().authenticate()  # type: ignore[misc]
+
+    def _request_summary(self) -> str:
+        # The access log must not record ``?access_token=`` or ``?guest_token=``: log the path only.
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        """A cookie session is ambient authority: only same-origin or configured origins may use it."""
+        assert self.principal is not None
+        if not self.principal.is_session or origin is None:
+            return True
+        if origin in self.app.config.server.cors_origins:
+            return True
+        host = self.request.headers.get("Host", "")
+        return origin.split("://", 1)[-1] == host
+
+    def check_cap(self) -> None:
+        assert self.principal is not None
+        cap = self.app.config.realtime.max_connections_per_principal
+        if self.app.hub.connection_count(self.principal.user_id) >= cap:
+            raise TooManyAttempts(5, cap)
+
+    def make_subscription(self, sink: Any) -> Subscription:
+        assert self.principal is not None
+        hub = self.app.hub
+        limit = self.app.config.realtime.send_buffer_kb * 1024
+        return Subscription(hub.new_connection_id(), self.principal, sink, limit, hub.remove)
+
+    async def start(self, sub: Subscription, after: int | None) -> None:
+        """Register, say hello, then replay from ``after`` or go live from the hello's seq."""
+        hub = self.app.hub
+        hub.add(sub)  # first: every event committed from here on reaches the subscription
+        head = await hub.head()
+        sub.control(Control({"type": "hello", "connection_id": sub.connection_id, "seq": head,
+                             "heartbeat_s": self.app.config.realtime.heartbeat_s}))
+        if after is None:
+            sub.start_live(head)
+        else:
+            self.resume(sub, after)
+
+    def resume(self, sub: Subscription, after: int) -> None:
+        sub.begin_replay()
+        sub.replay_task = asyncio.get_running_loop().create_task(self._replay(sub, after))
+
+    async def _replay(self, sub: Subscription, after: int) -> None:
+        try:
+            await self.app.hub.replay(sub, after)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("replay for connection %s failed", sub.connection_id)
+            sub.close(CLOSE_OVERFLOW, "replay failed: resume again")
+
+
+class RealtimeSocketHandler(RealtimeMixin, BaseHandler, tornado.websocket.WebSocketHandler):
+    """``GET /api/v1/realtime``: JSON text frames both ways."""
+
+    def initialize(self, app: Any) -> None:  # type: ignore[override]
+        super().initialize(app)
+        self.sub = None
+        self.after: int | None = None
+        self.typing_at: dict[str, float] = {}
+
+    @property
+    def ping_interval(self) -> float:  # type: ignore[override]
+        return float(self.app.config.realtime.heartbeat_s)
+
+    @property
+    def ping_timeout(self) -> float:  # type: ignore[override]
+        return float(self.app.config.realtime.heartbeat_s)
+
+    @property
+    def max_message_size(self) -> int:  # type: ignore[override]
+        return MAX_CLIENT_FRAME
+
+    def check_origin(self, origin: str) -> bool:
+        return self.origin_allowed(origin)
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        self.after = parse_after(self.get_query_argument("after", None), "after")
+        self.check_cap()
+        await tornado.websocket.WebSocketHandler.get(self, *args, **kwargs)
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        assert self.ws_connection is not None
+        tune_socket(self.ws_connection.stream, self.app.config.realtime.send_buffer_kb * 1024)
+        self.sub = self.make_subscription(WebSocketSink(self))
+        await self.start(self.sub, self.after)
+
+    def on_close(self) -> None:
+        if self.sub is not None:
+            self.sub.peer_closed()
+
+    async def on_message(self, message: str | bytes) -> None:
+        sub = self.sub
+        if sub is None or sub.closed:
+            return
+        try:
+            frame = json.loads(message)
+        except (ValueError, UnicodeDecodeError):
+            frame = None
+        if not isinstance(frame, dict):
+            sub.control(Control({"type": "error", "message": "Frames must be JSON objects."}))
+            return
+        kind = frame.get("type")
+        if kind == "ping":
+            sub.control(PONG)
+        elif kind == "resume":
+            after = frame.get("after")
+            if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+                sub.control(Control({"type": "error", "message": "The after field must be a seq (an integer >= 0)."}))
+            elif not sub.resumed:
+                self.resume(sub, after)
+        elif kind == "typing":
+            await self.typing(sub, frame)
+        elif kind == "read":
+            await self.read(sub, frame)
+        else:
+            sub.control(Control({"type": "error", "message": "Unknown frame type."}))
+
+    async def typing(self, sub: Subscription, frame: dict[str, Any]) -> None:
+        """Live-only: relayed to the others who can see that channel or conversation, never logged."""
+        if isinstance(frame.get("channel_id"), str):
+            kind, place = "channel", frame["channel_id"].lower()
+        elif isinstance(frame.get("conversation_id"), str):
+            kind, place = "conversation", frame["conversation_id"].lower()
+        else:
+            return
+        now = tornado.ioloop.IOLoop.current().time()
+        if not looks_like_id(place) or now - self.typing_at.get(place, -TYPING_EVERY_S) < TYPING_EVERY_S:
+            return
+        hub = self.app.hub
+        if not await hub.can_see(sub.user_id, kind, place):
+            return  # no existence leak: an unknown place and a hidden one look the same
+        self.typing_at[place] = now
+        await hub.relay("typing", kind, place, {f"{kind}_id": place, "user_id": sub.user_id}, skip=sub)
+
+    async def read(self, sub: Subscription, frame: dict[str, Any]) -> None:
+        """Live-only: the reader's other connections learn the message was read (unread badges in sync)."""
+        message_id = frame.get("message_id")
+        if not isinstance(message_id, str) or not looks_like_id(message_id):
+            return
+        hub = self.app.hub
+        row = await realtime_store.message_place(self.app.db.reader, message_id.lower())
+        if row is None:
+            return
+        kind, place = ("channel", row["channel_id"]) if row["channel_id"] else ("conversation", row["conversation_id"])
+        if not await hub.can_see(sub.user_id, kind, place):
+            return
+        await hub.relay("read", "user", sub.user_id,
+                        {"message_id": row["id"], f"{kind}_id": place, "user_id": sub.user_id}, skip=sub)
+
+
+class EventStreamHandler(RealtimeMixin, BaseHandler):
+    """``GET /api/v1/events``: Server-Sent Events; ``Last-Event-ID`` or ``?after=`` resumes."""
+
+    def initialize(self, app: Any) -> None:  # type: ignore[override]
+        super().initialize(app)
+        self.sub = None
+        self.ended: asyncio.Future[int | None] | None = None
+
+    async def get(self) -> None:
+        assert self.principal is not None
+        if not self.origin_allowed(self.request.headers.get("Origin")):
+            raise Forbidden()
+        after = parse_after(self.request.headers.get("Last-Event-ID"), "Last-Event-ID")
+        query_after = parse_after(self.get_query_argument("after", None), "after")
+        after = query_after if after is None else after
+        self.check_cap()
+        self.ended = asyncio.get_running_loop().create_future()
+        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer the stream
+        tune_socket(self.request.connection.stream, self.app.config.realtime.send_buffer_kb * 1024)
+        self.write(b"retry: %d\n\n" % SSE_RETRY_MS)
+        self.sub = self.make_subscription(SseSink(self, self._end))
+        await self.start(self.sub, after)
+        code = await self.ended
+        if code is None:
+            return  # the client went away
+        stream = self.request.connection.stream
+        if not stream.closed():
+            self.finish()
+        if code in (CLOSE_OVERFLOW, CLOSE_REVOKED):
+            stream.close()  # a stalled or unauthorised reader: drop the socket, not just the response
+
+    def _end(self, code: int | None) -> None:
+        if self.ended is not None and not self.ended.done():
+            self.ended.set_result(code)
+
+    def on_connection_close(self) -> None:
+        if self.sub is not None:
+            self.sub.peer_closed()
+        self._end(None)
+
+
+ROUTES = [
+    ("/realtime", RealtimeSocketHandler),
+    ("/events", EventStreamHandler),
+]

@@ -1,0 +1,72 @@
+"""SQL the realtime gateway asks when it delivers: who reads an audience, in which language.
+
+Every query answers "exactly who may see this right now" from committed rows, so a removed
+member, a deactivated user or a left channel stops receiving with the next event. Each returns
+(user_id, language) rows; ``language`` is the reader's language (member override, else user's).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from rosetta.store.db import Conn
+from rosetta.store.messages import MESSAGE_SELECT
+
+
+async def workspace_readers(conn: Conn, workspace_id: str) -> list[sqlite3.Row]:
+    return await conn.fetch_all(
+        "SELECT m.user_id, COALESCE(m.preferred_language, u.preferred_language) AS language"
+        " FROM members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ? AND u.is_active = 1",
+        (workspace_id,),
+    )
+
+
+async def conversation_readers(conn: Conn, conversation_id: str) -> list[sqlite3.Row]:
+    """Direct-conversation participants: only they hear of it (no workspace, so the user's language)."""
+    return await conn.fetch_all(
+        "SELECT p.user_id, u.preferred_language AS language FROM direct_participants p"
+        " JOIN users u ON u.id = p.user_id WHERE p.conversation_id = ? AND u.is_active = 1",
+        (conversation_id,),
+    )
+
+
+async def user_reader(conn: Conn, user_id: str) -> list[sqlite3.Row]:
+    return await conn.fetch_all(
+        "SELECT id AS user_id, preferred_language AS language FROM users WHERE id = ? AND is_active = 1",
+        (user_id,),
+    )
+
+
+async def messages_by_ids(conn: Conn, ids: Sequence[str]) -> list[sqlite3.Row]:
+    """The rows REST renders, for the messages named by a batch of events (one query per batch)."""
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    return await conn.fetch_all(f"{MESSAGE_SELECT} WHERE m.id IN ({marks})", tuple(ids))
+
+
+async def log_bounds(conn: Conn) -> tuple[int, int]:
+    """(oldest retained seq or 0, highest seq ever issued): AUTOINCREMENT remembers it after a trim."""
+    row = await conn.fetch_one(
+        "SELECT (SELECT COALESCE(MIN(seq), 0) FROM events),"
+        " (SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"
+    )
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def workspace_peers(conn: Conn, user_id: str) -> list[str]:
+    """Everyone who shares a workspace with ``user_id`` (presence goes to them)."""
+    rows = await conn.fetch_all(
+        "SELECT DISTINCT b.user_id FROM members a JOIN members b ON b.workspace_id = a.workspace_id"
+        " WHERE a.user_id = ?",
+        (user_id,),
+    )
+    return [row[0] for row in rows]
+
+
+async def message_place(conn: Conn, message_id: str) -> sqlite3.Row | None:
+    return await conn.fetch_one(
+        "SELECT id, channel_id, conversation_id, deleted_at FROM messages WHERE id = ?", (message_id,)
+    )
