@@ -232,3 +232,28 @@ async def test_developer_plan_extends_within_limits(api, clock):
     assert gone.status == 410 and gone.json["errors"] == {"code": ["temporary_room_expired"]}
     listed = {r["room_id"]: r for r in (await api.get("/external/rooms", token=token)).json["data"]}
     assert listed[room["room_id"]]["extension_count"] == 1
+
+
+@pytest.mark.gen_test
+async def test_plan_assigned_per_user(api, server):
+    from rosetta.services.operators import OperatorService  # what `rosetta user plan` runs
+
+    user, token = await developer(api)
+    assert (await api.post("/external/rooms", {"name": "R", "ttl_hours": 48}, token=token)).status == 422
+    await OperatorService(server.app.ctx, server.app.accounts).set_room_plan(user.email, "developer")
+    made = await api.post("/external/rooms", {"name": "R", "ttl_hours": 48}, token=token)
+    assert made.status == 201, made
+    extended = await api.post(f"/external/rooms/{made.json['data']['room_id']}/extend", {"extension_hours": 1},
+                              token=token)
+    assert extended.status == 200 and extended.json["data"]["extension_count"] == 1
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("server_overrides", [{"temporary_rooms": {"active_limit": 0, "monthly_creation_limit": 0}}])
+async def test_zero_limits_mean_no_limit(api):
+    _, token = await developer(api)
+    for index in range(5):
+        assert (await api.post("/external/rooms", {"name": f"R{index}", "ttl_hours": 1}, token=token)).status == 201
+    usage = (await api.get("/external/rooms/usage", token=token)).json["data"]
+    assert usage["usage"] == {"active_room_count": 5, "monthly_creation_count": 5}
+    assert usage["abuse_signals"] == {"active_limit_reached": False, "monthly_creation_limit_reached": False}
