@@ -123,7 +123,7 @@ def parse(payload: Any, max_chars: int) -> SlackMessage:
     if not isinstance(payload, dict):
         raise Invalid.one("payload", "The payload must be a JSON object.")
     parts: list[str] = []
-    text = slack_markup(_s(payload.get("text"), max_chars))
+    text = slack_markup(_s(payload.get("text"), max_chars + 1))  # +1: longer text is cut with an ellipsis below
     if text:
         parts.append(text)
     attachments = payload.get("attachments")
