@@ -30,6 +30,7 @@ from rosetta.realtime.hub import Hub
 from rosetta.services.accounts import AccountService
 from rosetta.services.auth import TokenService
 from rosetta.services.context import Context
+from rosetta.services.devices import DeviceService
 from rosetta.services.direct import DirectService
 from rosetta.services.glossary import GlossaryService
 from rosetta.services.guests import GuestService
@@ -39,11 +40,14 @@ from rosetta.services.mailer import Mailer
 from rosetta.services.members import MemberService
 from rosetta.services.messages import MessageService
 from rosetta.services.otp import OtpService
+from rosetta.services.outgoing import OutgoingService
 from rosetta.services.password_reset import PasswordResetService
+from rosetta.services.push import PushService
 from rosetta.services.rooms import RoomService
 from rosetta.services.sessions import SessionService
 from rosetta.services.translation import TranslationService
 from rosetta.services.verification import VerificationService
+from rosetta.services.webhooks import WebhookService
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store.db import Database
 from rosetta.translation.base import build_provider
@@ -52,6 +56,8 @@ log = logging.getLogger("rosetta")
 API_PREFIX = "/api/v1"
 MAIL_POLL_S = 5.0  # outbox poll: a code or link reaches the relay within ~5 s of the request
 SESSION_SWEEP_S = 3600.0  # expired web sessions are harmless (refused on lookup); drop them hourly
+WEBHOOK_POLL_S = 2.0  # outgoing webhook outbox poll: receivers hear of an event within ~2 s
+PUSH_POLL_S = 1.0  # push outbox poll: also the granularity of the translation wait
 
 
 def collect_routes() -> list[tuple[str, type]]:
@@ -110,6 +116,14 @@ class RosettaApp:
             self.messages.translations = self.translation
         self.glossary = GlossaryService(self.ctx, self.workspaces)
         self.jobs.add("translation.work", config.translation.poll_interval_s, self.translation.work)
+        # Integrations (issue 7): incoming/Slack webhooks, outgoing webhooks and push (both queue their
+        # outbox rows through "event.emitted" hooks inside the emitting transaction), devices.
+        self.webhooks = WebhookService(self.ctx, self.workspaces, self.messages)
+        self.outgoing = OutgoingService(self.ctx, self.workspaces)
+        self.devices = DeviceService(self.ctx)
+        self.push = PushService(self.ctx, self.messages)
+        self.jobs.add("webhooks.deliver", WEBHOOK_POLL_S, self.outgoing.deliver_due)
+        self.jobs.add("push.deliver", PUSH_POLL_S, self.push.deliver_due)
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
 
