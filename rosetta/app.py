@@ -39,6 +39,7 @@ from rosetta.services.keys import AppKey
 from rosetta.services.mailer import Mailer
 from rosetta.services.members import MemberService
 from rosetta.services.messages import MessageService
+from rosetta.services.oauth import OAuthService
 from rosetta.services.otp import OtpService
 from rosetta.services.outgoing import OutgoingService
 from rosetta.services.password_reset import PasswordResetService
@@ -109,6 +110,8 @@ class RosettaApp:
         self.resolvers.append(session_resolver)
         self.jobs.add("mail.send", MAIL_POLL_S, self.mailer.send_due)
         self.jobs.add("sessions.sweep", SESSION_SWEEP_S, self.sessions.sweep)
+        # Social sign-in: [oauth.NAME] tables are validated here, so a bad one stops start-up naming the key.
+        self.oauth = OAuthService(self.ctx, self.base_url)
         # Per-reader translation (issue 4): the port of MessageService, its queue worker, glossaries.
         self.translation = TranslationService(self.ctx, build_provider(config.translation), self.messages,
                                               autorun=run_jobs)
