@@ -99,6 +99,7 @@ class RosettaApp:
         self.guests = GuestService(self.ctx, self.rooms)
         self.resolvers.append(guest_resolver(self.guests))
         self.jobs.add("rooms.expire", config.temporary_rooms.sweep_interval_s, self.rooms.sweep)
+        self.hub.audiences["room"] = self.rooms.readers  # room.expired / room.extended reach members and guests
         # Sign-in beyond passwords (issue 6): mail outbox, one-time codes, resets, verification, web sessions.
         self.app_key = AppKey(config)
         self.mailer = Mailer(self.ctx)
