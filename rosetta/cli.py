@@ -278,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         details = "; ".join(f"{field}: {' '.join(problems)}" for field, problems in (exc.errors or {}).items())
         print(f"rosetta: {exc.message}{' ' + details if details else ''}", file=sys.stderr)
         return EXIT_FAILED
+    except ConfigError as exc:  # [oauth.NAME] tables are validated when the app is built
+        print(f"rosetta: bad configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_FAILED
 
