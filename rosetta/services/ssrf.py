@@ -62,7 +62,7 @@ def forbidden_reason(address: IPv4Address | IPv6Address) -> str | None:
         return "cloud metadata address"
     for reason, hit in (("loopback", inner.is_loopback), ("unspecified", inner.is_unspecified),
                         ("link-local", inner.is_link_local), ("multicast", inner.is_multicast),
-                        ("private", inner.is_private), ("reserved", inner.is_reserved)):
+                        ("reserved", inner.is_reserved), ("private", inner.is_private)):
         if hit:
             return f"{reason} address"
     if not inner.is_global:

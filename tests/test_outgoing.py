@@ -1,0 +1,226 @@
+"""Outgoing webhooks: signed delivery from the outbox, retries with backoff, and the SSRF guard."""
+
+import hashlib
+import hmac
+import json
+from ipaddress import ip_address
+
+import pytest
+
+from rosetta.services import ssrf
+from rosetta.services.outgoing import backoff_s
+from tests.peers import Answer, Receiver
+from tests.support import register, workspace_with
+
+
+@pytest.fixture
+def receiver(io_loop):
+    peer = Receiver().start()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture
+def server_overrides(receiver):
+    # The receiver runs on loopback, so the admin allows exactly that address (and nothing else).
+    return {"webhooks": {"allowed_hosts": ["127.0.0.1"]}}
+
+
+async def subscribe(api, owner, ws, url, event_types=("message.created",)):
+    created = await api.post(f"/workspaces/{ws['id']}/outgoing-webhooks",
+                             {"name": "receiver", "url": url, "event_types": list(event_types)}, token=owner.token)
+    assert created.status == 201, created
+    return created.json["data"]
+
+
+async def say(api, user, ws, text):
+    sent = await api.post(f"/workspaces/{ws['id']}/channels/{ws['general']['id']}/messages", {"content": text},
+                          token=user.token)
+    assert sent.status == 201, sent
+    return sent.json["data"]
+
+
+async def deliveries(api, owner, ws, hook):
+    listed = await api.get(f"/workspaces/{ws['id']}/outgoing-webhooks/{hook['id']}/deliveries", token=owner.token)
+    assert listed.status == 200, listed
+    return listed.json["data"]
+
+
+def verify(secret, call):
+    """What a receiver does: recompute the HMAC of "<timestamp>.<body>" and compare in constant time."""
+    timestamp = call.headers["X-Rosetta-Timestamp"]
+    expected = "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + call.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, call.headers["X-Rosetta-Signature"])
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_signed_delivery_to_a_local_receiver(api, server, receiver, clock):
+    owner, member, outsider = await register(api, "Owen"), await register(api, "Mia"), await register(api, "Otto")
+    ws = await workspace_with(api, owner, member)
+    hook = await subscribe(api, owner, ws, f"{receiver.url}/hook")
+    assert hook["secret"] and hook["event_types"] == ["message.created"]
+    # Admins only: members 403, outsiders 404.
+    assert (await api.get(f"/workspaces/{ws['id']}/outgoing-webhooks", token=member.token)).status == 403
+    assert (await api.get(f"/workspaces/{ws['id']}/outgoing-webhooks", token=outsider.token)).status == 404
+    listed = await api.get(f"/workspaces/{ws['id']}/outgoing-webhooks", token=owner.token)
+    assert [h["id"] for h in listed.json["data"]] == [hook["id"]] and "secret" not in listed.json["data"][0]
+
+    message = await say(api, member, ws, "ship it")
+    assert receiver.calls == []  # nothing leaves before the job runs
+    assert await server.app.jobs.run_once("webhooks.deliver") == 1
+    [call] = receiver.to("/hook")
+    assert verify(hook["secret"], call)
+    assert not verify("another-secret", call)
+    assert call.headers["X-Rosetta-Event"] == "message.created"
+    assert int(call.headers["X-Rosetta-Timestamp"]) == int(clock.now().timestamp())
+    body = call.json
+    assert body["event"] == "message.created" and body["workspace_id"] == ws["id"]
+    assert body["data"]["id"] == message["id"] and body["data"]["original_content"] == "ship it"
+    assert call.headers["X-Rosetta-Delivery"] == body["id"]
+    [row] = await deliveries(api, owner, ws, hook)
+    assert row["status"] == "delivered" and row["attempts"] == 1 and row["response_status"] == 200
+    # Delivered once: another run sends nothing more.
+    assert await server.app.jobs.run_once("webhooks.deliver") == 0
+    assert len(receiver.calls) == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_only_subscribed_events_and_active_hooks(api, server, receiver):
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    hook = await subscribe(api, owner, ws, f"{receiver.url}/channels", event_types=["channel.created"])
+    await say(api, owner, ws, "not subscribed")
+    created = await api.post(f"/workspaces/{ws['id']}/channels", {"name": "ops"}, token=owner.token)
+    assert created.status == 201
+    await server.app.jobs.run_once("webhooks.deliver")
+    assert [c.json["event"] for c in receiver.to("/channels")] == ["channel.created"]
+    # Paused: events are not queued for it.
+    paused = await api.put(f"/workspaces/{ws['id']}/outgoing-webhooks/{hook['id']}", {"is_active": False},
+                           token=owner.token)
+    assert paused.status == 200 and paused.json["data"]["is_active"] is False
+    await api.post(f"/workspaces/{ws['id']}/channels", {"name": "ops2"}, token=owner.token)
+    await server.app.jobs.run_once("webhooks.deliver")
+    assert len(receiver.to("/channels")) == 1
+    assert (await api.delete(f"/workspaces/{ws['id']}/outgoing-webhooks/{hook['id']}", token=owner.token)).status == 204
+    assert (await api.get(f"/workspaces/{ws['id']}/outgoing-webhooks/{hook['id']}", token=owner.token)).status == 404
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_retry_after_a_500_with_backoff(api, server, receiver, clock):
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    hook = await subscribe(api, owner, ws, f"{receiver.url}/flaky")
+    answers = [Answer(500, "boom"), Answer(200, "ok")]
+    receiver.respond = lambda call: answers.pop(0)
+    await say(api, owner, ws, "hello")
+    await server.app.jobs.run_once("webhooks.deliver")
+    [row] = await deliveries(api, owner, ws, hook)
+    assert (row["status"], row["attempts"], row["response_status"], row["last_error"]) == ("pending", 1, 500,
+                                                                                           "HTTP 500")
+    # Not due yet: the job leaves it alone until the backoff has passed.
+    await server.app.jobs.run_once("webhooks.deliver")
+    assert len(receiver.calls) == 1
+    clock.advance(seconds=backoff_s(1) + 1)
+    await server.app.jobs.run_once("webhooks.deliver")
+    assert len(receiver.calls) == 2
+    assert receiver.calls[0].body == receiver.calls[1].body  # the same delivery, re-signed
+    assert verify(hook["secret"], receiver.calls[1])
+    [row] = await deliveries(api, owner, ws, hook)
+    assert (row["status"], row["attempts"], row["response_status"]) == ("delivered", 2, 200)
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("server_overrides", [{"webhooks": {"allowed_hosts": ["127.0.0.1"], "max_attempts": 2}}])
+async def test_gives_up_after_max_attempts(api, server, receiver, clock, server_overrides):
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    hook = await subscribe(api, owner, ws, f"{receiver.url}/down")
+    receiver.respond = lambda call: Answer(503, "down")
+    await say(api, owner, ws, "hello")
+    await server.app.jobs.run_once("webhooks.deliver")
+    clock.advance(seconds=backoff_s(1) + 1)
+    await server.app.jobs.run_once("webhooks.deliver")
+    [row] = await deliveries(api, owner, ws, hook)
+    assert (row["status"], row["attempts"], row["response_status"]) == ("failed", 2, 503)
+    clock.advance(hours=24)
+    await server.app.jobs.run_once("webhooks.deliver")
+    assert len(receiver.calls) == 2
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("server_overrides", [{"webhooks": {"allowed_hosts": []}}])
+async def test_loopback_refused_unless_allowed(api, server, receiver, server_overrides):
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    refused = await api.post(f"/workspaces/{ws['id']}/outgoing-webhooks",
+                             {"name": "r", "url": f"{receiver.url}/x", "event_types": ["*"]}, token=owner.token)
+    assert refused.status == 422 and "loopback" in refused.json["errors"]["url"][0]
+
+
+def test_backoff_grows_and_is_capped():
+    assert [backoff_s(n) for n in (1, 2, 3)] == [30.0, 60.0, 120.0]
+    assert backoff_s(50) == 6 * 3600
+
+
+@pytest.mark.parametrize("address, reason", [
+    ("127.0.0.1", "loopback"), ("::1", "loopback"), ("::ffff:127.0.0.1", "loopback"),
+    ("169.254.169.254", "metadata"), ("::ffff:169.254.169.254", "metadata"), ("64:ff9b::a9fe:a9fe", "metadata"),
+    ("10.1.2.3", "private"), ("192.168.1.10", "private"), ("fd00::1", "private"), ("fe80::1", "link-local"),
+    ("224.0.0.1", "multicast"), ("100.64.0.1", "non-public"), ("240.0.0.1", "reserved"),
+    ("0.0.0.0", "unspecified"),  # noqa: S104 - an address under test, not a bind
+])
+def test_forbidden_addresses(address, reason):
+    found = ssrf.forbidden_reason(ip_address(address))
+    assert found is not None and reason in found, found
+
+
+def test_public_addresses_pass():
+    for address in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946", "1.1.1.1"):
+        assert ssrf.forbidden_reason(ip_address(address)) is None
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_guard_refuses_loopback_mapped_metadata_and_names_resolving_to_loopback(api, server, receiver):
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    # Literal addresses are refused when the hook is created, naming the field.
+    for url in ("http://169.254.169.254/latest/meta-data/", f"http://[::ffff:127.0.0.1]:{receiver.port}/x",
+                f"http://127.0.0.2:{receiver.port}/x", "file:///etc/passwd", "http://user:pw@example.com/"):
+        refused = await api.post(f"/workspaces/{ws['id']}/outgoing-webhooks",
+                                 {"name": "r", "url": url, "event_types": ["*"]}, token=owner.token)
+        assert refused.status == 422 and "url" in refused.json["errors"], (url, refused)
+    # A name is checked when it is resolved, at delivery: localhost resolves to loopback and is not allowed.
+    by_name = await subscribe(api, owner, ws, f"http://localhost:{receiver.port}/named")
+    await say(api, owner, ws, "hi")
+    await server.app.jobs.run_once("webhooks.deliver")
+    [row] = await deliveries(api, owner, ws, by_name)
+    assert row["status"] == "failed" and "SSRF" in row["last_error"] and "loopback" in row["last_error"]
+    assert receiver.to("/named") == []
+    # The guard is also reachable directly: the mapped and metadata forms never pass.
+    for url in (f"http://[::ffff:127.0.0.1]:{receiver.port}/", "http://169.254.169.254/", "http://127.0.0.1/"):
+        with pytest.raises(ssrf.Refused):
+            await ssrf.guarded_fetch(url, allowed_hosts=())
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_redirect_to_loopback_is_refused_hop_by_hop(api, server, receiver):
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    # The allowed receiver answers with a redirect to a loopback name that is not allowed.
+    target = f"http://localhost:{receiver.port}/inside"
+    receiver.respond = lambda call: (Answer(302, "", {"Location": target}) if call.path == "/redirect"
+                                     else Answer(200, "reached"))
+    hook = await subscribe(api, owner, ws, f"{receiver.url}/redirect")
+    await say(api, owner, ws, "hi")
+    await server.app.jobs.run_once("webhooks.deliver")
+    assert [c.path for c in receiver.calls] == ["/redirect"]  # the second hop never happened
+    [row] = await deliveries(api, owner, ws, hook)
+    assert row["status"] == "failed" and "SSRF" in row["last_error"]
+    # An allowed redirect hop is followed (and re-checked) fine.
+    fetched = await ssrf.guarded_fetch(f"{receiver.url}/redirect2", allowed_hosts=("127.0.0.1",), body=b"{}")
+    assert fetched.status == 200
+    receiver.respond = lambda call: (Answer(307, "", {"Location": f"{receiver.url}/final"})
+                                     if call.path == "/hop" else Answer(200, json.dumps({"ok": True})))
+    fetched = await ssrf.guarded_fetch(f"{receiver.url}/hop", allowed_hosts=("127.0.0.1",), body=b"{}")
+    assert (fetched.status, fetched.url) == (200, f"{receiver.url}/final")
+    assert receiver.calls[-1].method == "POST" and receiver.calls[-1].body == b"{}"  # 307 keeps method and body
