@@ -266,6 +266,9 @@ async def test_web_social_login_establishes_a_session(api, server, idp):
     url = (await browser.get("/auth/web/social/idp/redirect")).json["url"]
     params = idp.approve(url, "sub-w", "web@example.test")
     assert params["redirect_uri"].endswith("/api/v1/auth/web/social/idp/callback")
+    # Another browser holding the link (login CSRF) cannot finish this flow: the state is bound by cookie.
+    elsewhere = await Browser(api).get(f"/auth/web/social/idp/callback?code=code-1&state={params['state']}")
+    assert elsewhere.status == 422 and elsewhere.json["errors"] == {"state": ["Invalid or expired state."]}
     signed = await browser.get(f"/auth/web/social/idp/callback?code=code-1&state={params['state']}")
     assert signed.status == 200, signed
     assert signed.json["message"] == "Logged in successfully." and signed.json["user"]["email"] == "web@example.test"

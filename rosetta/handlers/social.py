@@ -2,24 +2,30 @@
 
 HTTP only. ``redirect`` and ``callback`` are public (the single-use state is the credential of a
 flow); listing, linking and unlinking need a signed-in caller. The web callback is a GET the
-provider's redirect leads to, so it needs no XSRF token: the state, bound to this flow, protects it.
+provider's redirect leads to, so it needs no XSRF token; instead the web redirect also puts the
+state in an HttpOnly cookie and the callback requires it, so a flow started by someone else (an
+attacker mailing their own callback link: login CSRF) cannot finish in this browser.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from rosetta.errors import NotFound
+from rosetta.errors import Invalid, NotFound
 from rosetta.handlers.accounts import token_response
 from rosetta.handlers.auth_web import SESSION_COOKIE, set_session_cookies
 from rosetta.handlers.base import BaseHandler
 from rosetta.handlers.validate import Validator
 from rosetta.ids import looks_like_id
 from rosetta.services import views
-from rosetta.services.oauth import linked_account
+from rosetta.services.oauth import BAD_STATE, linked_account
 from rosetta.store.db import Tx
 
 MAX_PARAM = 2000
+STATE_COOKIE = "rosetta_oauth_state"
+STATE_COOKIE_S = 600  # as long as the state itself lives (oauth.STATE_TTL_MIN)
 
 
 class SocialHandler(BaseHandler):
@@ -35,6 +41,11 @@ class RedirectHandler(SocialHandler):
     async def get(self, provider: str) -> None:
         self.limit_address("redirect")
         url = await self.app.oauth.start(provider, family=self.family, purpose="login")
+        if self.family == "web":
+            state = parse_qs(urlsplit(url).query).get("state", [""])[0]
+            self.set_cookie(STATE_COOKIE, state, path="/api/v1/auth/web/social", httponly=True, samesite="Lax",
+                            secure=self.app.config.server.public_url.lower().startswith("https://"),
+                            max_age=STATE_COOKIE_S)
         self.send_json({"url": url})
 
 
@@ -45,6 +56,11 @@ class CallbackHandler(SocialHandler):
         self.limit_address("callback")
         code = self.get_query_argument("code", "")[:MAX_PARAM + 1]
         state = self.get_query_argument("state", "")[:MAX_PARAM + 1]
+        if self.family == "web":
+            bound = self.get_cookie(STATE_COOKIE) or ""
+            if not state or not hmac.compare_digest(bound.encode(), state.encode()):
+                raise Invalid.one("state", BAD_STATE)
+            self.clear_cookie(STATE_COOKIE, path="/api/v1/auth/web/social")
         who = await self.app.oauth.finish(provider, code, state, family=self.family, purpose="login")
         if self.family == "app":
             async def issue(tx: Tx, user_id: str) -> Any:
