@@ -47,9 +47,7 @@ class ChannelMessagesHandler(BaseHandler):
 def edit_input(body: dict[str, Any]) -> str:
     """The new ``content`` of an edit: required, non-empty, bounded."""
     v = Validator(body)
-    content = v.string("content", required=True, max_len=MAX_CONTENT_CHARS, strip=False)
-    if content is not None and not content.strip():
-        v.fail("content", "The content field is required.")
+    content = v.string("content", required=True, max_len=MAX_CONTENT_CHARS)  # stripped, as when sending
     v.done()
     assert content is not None
     return content
