@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
+
 import pytest
 
 from tests.support import register, workspace_with
@@ -32,7 +35,7 @@ async def team(api):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_spanish_message_is_pending_then_completed_for_the_english_reader(server, api, stub):
-    ana, bea, ws, path = await team(api)
+    ana, bea, _ws, path = await team(api)
     sent = await api.post(path, {"content": SPANISH}, token=bea.token)
     assert sent.status == 201, sent
     message = sent.json["data"]
@@ -49,3 +52,233 @@ async def test_spanish_message_is_pending_then_completed_for_the_english_reader(
     assert own["translation_status"] == "not_needed" and own["display_content"] == SPANISH
     assert stub.requests[0]["body"]["q"] == [SPANISH]
     assert stub.requests[0]["body"]["source"] == "es" and stub.requests[0]["body"]["target"] == "en"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_spanish_reader_receives_message_translated_over_websocket(server, api, stub):
+    from tornado.websocket import websocket_connect
+
+    ana, bea, _ws, path = await team(api)
+    socket = await websocket_connect(f"ws://127.0.0.1:{server.port}/api/v1/realtime?access_token={bea.token}")
+    try:
+        hello = json.loads(await socket.read_message())
+        assert hello["type"] == "hello"
+        english = "Good morning everyone, the deployment went well and the tests are green."
+        sent = await api.post(path, {"content": english}, token=ana.token)
+        assert sent.status == 201
+        await server.app.jobs.run_once("translation.work")
+        frames = []
+        while True:
+            frame = json.loads(await socket.read_message())
+            frames.append(frame)
+            if frame.get("event") == "message.translated":
+                break
+        created = next(f for f in frames if f.get("event") == "message.created")
+        assert created["data"]["translation_status"] == "pending"
+        translated = frames[-1]["data"]
+        assert translated["id"] == sent.json["data"]["id"]
+        assert translated["translation_status"] == "completed" and translated["display_language"] == "es"
+        assert translated["display_content"] == f"[es] {english}"
+    finally:
+        socket.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_skip_translation_is_skipped_and_queues_nothing(server, api, stub):
+    ana, bea, _ws, path = await team(api)
+    sent = await api.post(path, {"content": SPANISH, "skip_translation": True}, token=bea.token)
+    assert sent.json["data"]["translation_status"] == "skipped"
+    assert await server.app.jobs.run_once("translation.work") == 0
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["translation_status"] == "skipped" and seen["display_content"] == SPANISH
+    assert stub.requests == []
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_failures_back_off_then_end_failed(server, api, stub, clock):
+    ana, bea, _ws, path = await team(api)
+    stub.fail = True
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert len(stub.calls("/translate")) == 1
+    # Still inside the backoff: nothing is due, the provider is not asked again.
+    await server.app.jobs.run_once("translation.work")
+    assert len(stub.calls("/translate")) == 1
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["translation_status"] == "pending"
+    for _ in range(2):  # max_attempts = 3
+        clock.advance(hours=2)
+        await server.app.jobs.run_once("translation.work")
+    assert len(stub.calls("/translate")) == 3
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["translation_status"] == "failed" and seen["display_content"] == SPANISH
+    assert seen["display_source"] == "original"
+    clock.advance(hours=24)
+    await server.app.jobs.run_once("translation.work")
+    assert len(stub.calls("/translate")) == 3  # failed is final
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_lost_placeholder_fails_instead_of_corrupting(server, api, stub, clock):
+    ana, bea, _ws, path = await team(api)
+    stub.drop_placeholders = True
+    text = "Mirad este enlace https://example.com/docs y decidme qué pensáis, @ana por favor"
+    await api.post(path, {"content": text}, token=bea.token)
+    for _ in range(3):
+        await server.app.jobs.run_once("translation.work")
+        clock.advance(hours=2)
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["translation_status"] == "failed" and seen["display_content"] == text
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_memory_translates_identical_text_once(server, api, stub):
+    ana, bea, _ws, path = await team(api)
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 1
+    seen = (await api.get(path, token=ana.token)).json["data"]
+    assert [m["translation_status"] for m in seen] == ["completed", "completed"]
+    assert {m["display_content"] for m in seen} == {f"[en] {SPANISH}"}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_memory_is_shared_by_texts_differing_only_in_masked_parts(server, api, stub):
+    ana, bea, _ws, path = await team(api)
+    for who in ("@ana", "@luis"):
+        await api.post(path, {"content": f"Muchas gracias por la ayuda de ayer {who}, de verdad"}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 1
+    shown = sorted(m["display_content"] for m in (await api.get(path, token=ana.token)).json["data"])
+    assert shown == ["[en] Muchas gracias por la ayuda de ayer @ana, de verdad",
+                     "[en] Muchas gracias por la ayuda de ayer @luis, de verdad"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_edit_drops_translations_and_translates_again(server, api, stub):
+    ana, bea, _ws, path = await team(api)
+    message = (await api.post(path, {"content": SPANISH}, token=bea.token)).json["data"]
+    await server.app.jobs.run_once("translation.work")
+    edited = "Perdón, la reunión de mañana es a las diez en la sala grande."
+    patched = await api.patch(f"{path}/{message['id']}", {"content": edited}, token=bea.token)
+    assert patched.status == 200, patched
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["translation_status"] == "pending" and seen["display_content"] == edited
+    await server.app.jobs.run_once("translation.work")
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["translation_status"] == "completed" and seen["display_content"] == f"[en] {edited}"
+    assert stub.calls("/translate")[-1]["body"]["q"] == [edited]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_restart_resumes_pending_jobs(server, api, stub):
+    ana, bea, _ws, path = await team(api)
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.restart()
+    await server.app.jobs.run_once("translation.work")
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["translation_status"] == "completed"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_crashed_workers_lease_expires_and_the_job_is_claimed_again(server, api, stub, clock):
+    from rosetta.clock import iso
+    from rosetta.store import translations as store
+
+    ana, bea, _ws, path = await team(api)
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    app = server.app
+    lease = iso(clock.now() + timedelta(seconds=app.translation.lease_s))
+    # A worker claims the job and dies before finishing (the claim is committed, nothing else).
+    claimed = await app.db.write(lambda tx: store.claim(tx, clock.now_iso(), lease, 10))
+    assert len(claimed) == 1
+    await server.restart()
+    assert await server.app.jobs.run_once("translation.work") == 0  # still leased
+    clock.advance(seconds=server.app.translation.lease_s + 1)
+    assert await server.app.jobs.run_once("translation.work") == 1
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["translation_status"] == "completed"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_on_demand_translate_for_a_reader_and_404_with_no_provider_call_for_outsiders(server, api, stub):
+    ana, bea, _ws, path = await team(api)
+    eve = await register(api, "Eve", "de")
+    message = (await api.post(path, {"content": SPANISH, "skip_translation": False}, token=bea.token)).json["data"]
+    outsider = await api.post(f"{path}/{message['id']}/translate", {"target_language": "de"}, token=eve.token)
+    assert outsider.status == 404
+    assert stub.requests == []
+    bad = await api.post(f"{path}/{message['id']}/translate", {"target_language": "not a language"}, token=ana.token)
+    assert bad.status == 422 and "target_language" in bad.json["errors"]
+    missing = await api.post(f"{path}/01aaaaaaaaaaaaaaaaaaaaaaaa/translate", {"target_language": "de"}, token=ana.token)
+    assert missing.status == 404
+    assert stub.requests == []
+    asked = await api.post(f"{path}/{message['id']}/translate", {"target_language": "fr"}, token=ana.token)
+    assert asked.status == 200, asked
+    data = asked.json["data"]
+    assert data["translation_status"] == "completed" and data["display_language"] == "fr"
+    assert data["display_content"] == f"[fr] {SPANISH}"
+    again = await api.post(f"{path}/{message['id']}/translate", {"target_language": "fr"}, token=ana.token)
+    assert again.json["data"]["display_content"] == f"[fr] {SPANISH}"
+    assert stub.texts == 1  # the second ask is answered from the stored translation
+    same = await api.post(f"{path}/{message['id']}/translate", {"target_language": "es"}, token=ana.token)
+    assert same.json["data"]["translation_status"] == "not_needed"
+    assert stub.texts == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_on_demand_translate_in_a_direct_conversation(server, api, stub):
+    ana, bea, _ws, _path = await team(api)
+    eve = await register(api, "Eve", "de")
+    conversation = (await api.post("/direct-conversations", {"participant_user_id": bea.id}, token=ana.token)).json
+    cid = conversation["data"]["id"]
+    message = (await api.post(f"/direct-conversations/{cid}/messages", {"content": SPANISH}, token=bea.token)).json
+    mid = message["data"]["id"]
+    outsider = await api.post(f"/direct-conversations/{cid}/messages/{mid}/translate", {"target_language": "de"},
+                              token=eve.token)
+    assert outsider.status == 404 and stub.requests == []
+    # The queued job for the English participant, then an on-demand German view.
+    await server.app.jobs.run_once("translation.work")
+    listed = (await api.get(f"/direct-conversations/{cid}/messages", token=ana.token)).json["data"][0]
+    assert listed["display_content"] == f"[en] {SPANISH}"
+    asked = await api.post(f"/direct-conversations/{cid}/messages/{mid}/translate", {"target_language": "de"},
+                           token=ana.token)
+    assert asked.status == 200 and asked.json["data"]["display_content"] == f"[de] {SPANISH}"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_glossary_read_by_members_written_by_admins_and_never_translated(server, api, stub):
+    ana, bea, ws, path = await team(api)
+    glossary = f"/workspaces/{ws['id']}/glossary"
+    assert (await api.get(glossary, token=bea.token)).json == {"data": {"terms": []}}
+    refused = await api.put(glossary, {"terms": ["Rosetta"]}, token=bea.token)
+    assert refused.status == 403
+    too_long = await api.put(glossary, {"terms": ["ok", "x" * 101]}, token=ana.token)
+    assert too_long.status == 422 and "terms.1" in too_long.json["errors"]
+    too_many = await api.put(glossary, {"terms": [f"t{i}" for i in range(501)]}, token=ana.token)
+    assert too_many.status == 422 and "terms" in too_many.json["errors"]
+    assert (await api.put(glossary, {"terms": "Rosetta"}, token=ana.token)).status == 422
+    saved = await api.put(glossary, {"terms": [" Casa Azul ", "casa azul", "Rosetta"]}, token=ana.token)
+    assert saved.status == 200 and saved.json["data"]["terms"] == ["Casa Azul", "Rosetta"]
+    assert (await api.get(glossary, token=bea.token)).json["data"]["terms"] == ["Casa Azul", "Rosetta"]
+    eve = await register(api, "Eve", "de")
+    assert (await api.get(glossary, token=eve.token)).status == 404
+    text = "Mañana presentamos Rosetta a los clientes de Casa Azul en la oficina central."
+    await api.post(path, {"content": text}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    sent = stub.calls("/translate")[-1]["body"]["q"][0]
+    assert "Rosetta" not in sent and "Casa Azul" not in sent
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["display_content"] == f"[en] {text}"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_languages_from_the_provider_for_any_authentication(server, api, stub):
+    ana = await register(api, "Ana", "en")
+    listed = await api.get("/translation/languages", token=ana.token)
+    assert listed.status == 200
+    assert listed.json == {"data": [{"code": "en", "name": "English"}, {"code": "es", "name": "Spanish"}],
+                           "meta": {"provider": "libretranslate"}}
+    assert (await api.get("/translation/languages")).status == 401

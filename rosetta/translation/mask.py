@@ -1,7 +1,7 @@
 """Masking: what a translation provider must never change is swapped for placeholders and put back after.
 
 Pure functions, no I/O. Protected: fenced code blocks, inline code spans, URLs, e-mail addresses,
-@mentions, #channel references, emoji shortcodes (``:smile:``), the workspace glossary terms, and any
+@mentions, #channel references, emoji shortcodes (``:smile:``) and emoji, the workspace glossary terms, and any
 text in the message that already looks like a placeholder (so a user cannot confuse the restore).
 
 Placeholder choice: ``<x id="N"/>``, an empty XML element. DeepL's ``tag_handling=xml`` guarantees
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 PLACEHOLDER = '<x id="{}"/>'
 # Tolerant: providers add spaces, drop the quotes or the slash, or change case.
-PLACEHOLDER_RE = re.compile(r'<\s*[xX]\s+id\s*=\s*["\u201c\u201d\']?\s*(\d+)\s*["\u201c\u201d\']?\s*/?\s*>')
+PLACEHOLDER_RE = re.compile(r'<\s*[xX]\s+[iI][dD]\s*=\s*["\u201c\u201d\']?\s*(\d+)\s*["\u201c\u201d\']?\s*/?\s*>')
 # Letters outside placeholders: a text without any has nothing to translate.
 LETTER_RE = re.compile(r"[^\W\d_]")
 
@@ -35,6 +35,9 @@ _PATTERNS = [
     r"(?<![\w@])@[\w][\w.-]*[\w]|(?<![\w@])@\w",  # @mention
     r"(?<![\w#&])#[\w][\w-]*",  # #channel reference
     r"(?<![\w:]):[a-z0-9_+-]+:(?![\w:])",  # emoji shortcode
+    # Emoji runs (with skin tones, VS16 and ZWJ sequences): NMT vocabularies often lack them and emit "⁇".
+    r"(?:[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF](?:[\U0001F3FB-\U0001F3FF\uFE0F]"
+    r"|\u200D[\U0001F000-\U0001FAFF\u2600-\u27BF])*)+",
 ]
 BASE_RE = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.DOTALL)
 
