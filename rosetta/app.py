@@ -28,10 +28,12 @@ from rosetta.jobs import JobRunner
 from rosetta.ratelimit import RateLimiter
 from rosetta.realtime.hub import Hub
 from rosetta.services.accounts import AccountService
+from rosetta.services.attachments import FileAttachments
 from rosetta.services.auth import TokenService
 from rosetta.services.context import Context
 from rosetta.services.devices import DeviceService
 from rosetta.services.direct import DirectService
+from rosetta.services.files import FileService
 from rosetta.services.glossary import GlossaryService
 from rosetta.services.guests import GuestService
 from rosetta.services.invites import InviteService
@@ -128,6 +130,11 @@ class RosettaApp:
         self.push = PushService(self.ctx, self.messages)
         self.jobs.add("webhooks.deliver", WEBHOOK_POLL_S, self.outgoing.deliver_due)
         self.jobs.add("push.deliver", PUSH_POLL_S, self.push.deliver_due)
+        # Files and attachments (issue 5): the AttachmentPort of MessageService, the staged-file sweep.
+        self.files = FileService(self.ctx)
+        self.attachments = FileAttachments(self.ctx, self.workspaces, self.base_url)
+        self.messages.attachments = self.attachments
+        self.jobs.add("files.sweep", config.files.sweep_interval_s, self.files.sweep)
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
 
@@ -152,6 +159,7 @@ class RosettaApp:
         """Open the database (migrating it), start the jobs, listen. ``server.port = 0`` picks a free port."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.db.open()
+        await self.files.reconcile()  # before listening: no upload is in flight, so orphans are real
         await self.translation.start()  # loads the language-detection model off the loop
         server_cfg = self.config.server
         # The largest body any route accepts; JSON routes enforce their own smaller bound in prepare().

@@ -60,9 +60,13 @@ class BaseHandler(tornado.web.RequestHandler):
         self.principal: Principal | None = None
         self._chunks: list[bytes] = []
         self._received = 0
-        self._body_limit = int(app.config.server.max_body_mb * 1024 * 1024)
+        self._body_limit = self.body_limit()
         self.request_id = secrets.token_hex(6)
         self.set_default_headers()
+
+    def body_limit(self) -> int:
+        """The largest body this route accepts, in bytes; upload routes override it (files.max_upload_mb)."""
+        return int(self.app.config.server.max_body_mb * 1024 * 1024)
 
     # Request life cycle --------------------------------------------------------------------------
 
