@@ -59,15 +59,26 @@ async def messages_by_ids(conn: Conn, message_ids: Sequence[str]) -> list[sqlite
     return await conn.fetch_all(f"{MESSAGE_SELECT} WHERE m.id IN ({','.join('?' * len(ids))})", ids)
 
 
-async def complete(tx: Tx, message_id: str, language: str, lease_until: str, content: str, now: str) -> bool:
-    """Store a result, only if the lease is still ours (an edit in between replaced the job)."""
-    changed = await tx.execute(
-        "UPDATE message_translations SET status = 'completed', content = ?, lease_until = NULL,"
-        " last_error = NULL, updated_at = ? WHERE message_id = ? AND language = ? AND lease_until = ?"
-        " AND status = 'pending'",
-        (content, now, message_id, language, lease_until),
-    )
-    return changed > 0
+async def complete_many(tx: Tx, results: Sequence[tuple[str, str, str, str]], now: str) -> set[tuple[str, str]]:
+    """Store results (message_id, language, lease_until, content) if each lease is still ours; 200 per statement.
+
+    Returns the (message_id, language) pairs actually stored: the others were edited or re-leased meanwhile.
+    """
+    stored: set[tuple[str, str]] = set()
+    for start in range(0, len(results), 200):
+        chunk = results[start:start + 200]
+        values = ",".join("(?, ?, ?, ?)" for _ in chunk)
+        rows = await tx.fetch_all(
+            f"WITH r(message_id, language, lease, content) AS (VALUES {values})"
+            " UPDATE message_translations SET status = 'completed', content = r.content, lease_until = NULL,"
+            " last_error = NULL, updated_at = ? FROM r WHERE message_translations.message_id = r.message_id"
+            " AND message_translations.language = r.language AND message_translations.lease_until = r.lease"
+            " AND message_translations.status = 'pending'"
+            " RETURNING message_translations.message_id, message_translations.language",
+            [value for row in chunk for value in row] + [now],
+        )
+        stored.update((row[0], row[1]) for row in rows)
+    return stored
 
 
 async def retry_or_fail(tx: Tx, message_id: str, language: str, lease_until: str, error: str, *, final: bool,

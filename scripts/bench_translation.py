@@ -1,0 +1,236 @@
+"""Translation section: does the queue keep up with 200 messages/s into 3 reader languages, without
+delaying sends, against a LibreTranslate-speaking stub that answers every call in 50 ms?
+
+The stub runs in this (bench) process on the same event loop as the clients. Phases, each paced at
+RATE messages/s from CLIENTS keep-alive clients:
+
+1. baseline: a workspace whose readers all read English — no translation job is queued;
+2. translated: a workspace with readers in en, es, fr, de — three jobs per message, every text unique
+   (the worst case: no memory hits); a French reader's WebSocket measures send → message.translated;
+3. chat sample: realistic repeated chat lines ("ok", "thanks", "see you", …) to measure the memory hit rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import socket
+import time
+from pathlib import Path
+
+import tornado.httpserver
+import tornado.netutil
+import tornado.web
+from benchlib import KeepAlive, duration_s, percentile
+from tornado.websocket import websocket_connect
+
+TITLE = "translation"
+API = "/api/v1"
+RATE = 200  # messages per second, paced (open loop)
+CLIENTS = 20
+STUB_LATENCY_S = 0.05
+LANGUAGES = ("en", "es", "fr", "de")
+SAMPLE_MESSAGES = 1000
+# A realistic team-chat mix: most lines are short and repeat, some are one-offs (counted by frequency).
+CHAT_LINES = [
+    ("ok", 30), ("thanks", 20), ("thanks!", 10), ("see you", 8), ("see you tomorrow", 8), ("lol", 10),
+    ("sounds good", 12), ("on it", 8), ("good morning", 10), ("good morning everyone", 6), ("yes", 15),
+    ("no", 8), ("done", 10), ("looks good to me", 8), ("can you review my PR?", 5), ("brb", 5),
+    ("nice work!", 8), ("I'll be a bit late today", 4), ("lunch?", 5), ("great, thank you", 6),
+    ("👍", 10), ("same here", 4), ("let me check", 8), ("merged", 6), ("deploying now", 4),
+]
+UNIQUE_SHARE = 0.25  # a quarter of lines are one-off sentences
+
+# The stubs this process started, by section scratch dir (server_env starts it; run reads it).
+_stubs: dict[Path, Stub] = {}
+
+
+class Stub:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.texts = 0
+        self.server: tornado.httpserver.HTTPServer | None = None
+        self.port = 0
+
+
+class TranslateHandler(tornado.web.RequestHandler):
+    def initialize(self, stub: Stub) -> None:
+        self.stub = stub
+
+    async def post(self) -> None:
+        body = json.loads(self.request.body)
+        texts = body["q"] if isinstance(body["q"], list) else [body["q"]]
+        self.stub.calls += 1
+        self.stub.texts += len(texts)
+        await asyncio.sleep(STUB_LATENCY_S)
+        self.finish({"translatedText": [f"[{body['target']}] {t}" for t in texts]})
+
+
+def server_env(tmp: Path) -> dict[str, str]:
+    stub = Stub()
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+    stub.port = sockets[0].getsockname()[1]
+    stub.server = tornado.httpserver.HTTPServer(tornado.web.Application([("/translate", TranslateHandler,
+                                                                          {"stub": stub})]))
+    stub.server.add_sockets(sockets)  # served by this process's running loop
+    _stubs[tmp] = stub
+    return {"ROSETTA_TRANSLATION_PROVIDER": "libretranslate",
+            "ROSETTA_TRANSLATION_URL": f"http://127.0.0.1:{stub.port}"}
+
+
+async def sign_up(base_url: str, name: str, language: str) -> str:
+    client = KeepAlive(base_url)
+    password = "bench-password-1"  # noqa: S105 - a throwaway account on a throwaway server
+    status, body = await client.json("POST", f"{API}/auth/app/register", {
+        "name": name, "email": f"{name.lower()}@example.test", "password": password,
+        "password_confirmation": password, "preferred_language": language, "device_name": "bench",
+    })
+    await client.close()
+    assert status == 200, (status, body)
+    return str(body["access_token"])
+
+
+async def team(base_url: str, label: str, reader_languages: tuple[str, ...]) -> tuple[list[str], list[str], str]:
+    """CLIENTS English senders plus one reader per language; returns (sender tokens, reader tokens, path)."""
+    senders = list(await asyncio.gather(*(sign_up(base_url, f"{label}s{i}", "en") for i in range(CLIENTS))))
+    readers = [await sign_up(base_url, f"{label}r{lang}", lang) for lang in reader_languages]
+    owner = KeepAlive(base_url)
+    status, body = await owner.json("POST", f"{API}/workspaces", {"name": f"Bench {label}"}, token=senders[0])
+    assert status == 201, (status, body)
+    workspace_id = body["data"]["id"]
+    status, body = await owner.json("POST", f"{API}/workspaces/{workspace_id}/invites", {"expires_in_days": 1},
+                                    token=senders[0])
+    code = body["data"]["code"]
+    for token in senders[1:] + readers:
+        status, body = await owner.json("POST", f"{API}/invites/{code}/accept", token=token)
+        assert status == 200, (status, body)
+    status, body = await owner.json("GET", f"{API}/workspaces/{workspace_id}/channels", token=senders[0])
+    general = next(c for c in body["data"] if c["slug"] == "general")
+    await owner.close()
+    return senders, readers, f"{API}/workspaces/{workspace_id}/channels/{general['id']}/messages"
+
+
+async def paced_sends(base_url: str, tokens: list[str], path: str, texts: list[str],
+                      sent_at: dict[str, float] | None = None) -> tuple[list[float], int]:
+    """Send ``texts`` at RATE/s spread over CLIENTS connections; (latencies in s, failures)."""
+    latencies: list[float] = []
+    failures = 0
+    start = time.perf_counter() + 0.05
+    interval = 1.0 / RATE
+
+    async def client_loop(i: int) -> None:
+        nonlocal failures
+        client = KeepAlive(base_url)
+        await client.connect()
+        for n in range(i, len(texts), CLIENTS):
+            delay = start + n * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            began = time.perf_counter()
+            status, body = await client.json("POST", path, {"content": texts[n]}, token=tokens[i])
+            done = time.perf_counter()
+            latencies.append(done - began)
+            if status != 201:
+                failures += 1
+            elif sent_at is not None:
+                sent_at[body["data"]["id"]] = began
+        await client.close()
+
+    await asyncio.gather(*(client_loop(i) for i in range(CLIENTS)))
+    return latencies, failures
+
+
+async def watch_translated(base_url: str, token: str, arrived: dict[str, float], stop: asyncio.Event) -> None:
+    url = base_url.replace("http://", "ws://") + f"{API}/realtime?access_token={token}"
+    connection = await websocket_connect(url)
+    try:
+        while not stop.is_set():
+            try:
+                raw = await asyncio.wait_for(connection.read_message(), 0.2)
+            except TimeoutError:
+                continue
+            if raw is None:
+                break
+            frame = json.loads(raw)
+            if frame.get("event") == "message.translated":
+                arrived.setdefault(frame["data"]["id"], time.perf_counter())
+    finally:
+        connection.close()
+
+
+def chat_sample(count: int, rng: random.Random) -> list[str]:
+    lines, weights = zip(*CHAT_LINES, strict=True)
+    out = []
+    for n in range(count):
+        if rng.random() < UNIQUE_SHARE:
+            out.append(f"Quick update on ticket {n}: the migration for customer {rng.randint(1, 10**6)} finished")
+        else:
+            out.append(rng.choices(lines, weights)[0])
+    return out
+
+
+def ms(samples: list[float], fraction: float) -> str:
+    return f"{percentile(samples, fraction) * 1000:.1f} ms"
+
+
+async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
+    stub = _stubs.pop(tmp)
+    seconds = duration_s()
+    count = int(RATE * seconds)
+    try:
+        plain_senders, _, plain_path = await team(base_url, "plain", ("en",))
+        senders, readers, path = await team(base_url, "multi", LANGUAGES)
+        french = readers[LANGUAGES.index("fr")]
+        # 1. Baseline: same rate, no job queued (every reader reads the source language).
+        await paced_sends(base_url, plain_senders, plain_path, [f"warm up {n}" for n in range(RATE)])
+        base_lat, base_fail = await paced_sends(
+            base_url, plain_senders, plain_path,
+            [f"Status update {n}: the nightly build passed and is ready for review" for n in range(count)])
+        assert stub.texts == 0, "baseline must not translate"
+        # 2. Three reader languages, unique texts; a French reader's WebSocket times the translations.
+        arrived: dict[str, float] = {}
+        sent_at: dict[str, float] = {}
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch_translated(base_url, french, arrived, stop))
+        await asyncio.sleep(0.3)
+        began = time.perf_counter()
+        tr_lat, tr_fail = await paced_sends(
+            base_url, senders, path,
+            [f"Status update {n}: the nightly build passed and is ready for review" for n in range(count)], sent_at)
+        sending_s = time.perf_counter() - began
+        deadline = time.perf_counter() + 60
+        while len(arrived) < len(sent_at) and time.perf_counter() < deadline:  # noqa: ASYNC110 - with a deadline
+            await asyncio.sleep(0.05)
+        drained_s = time.perf_counter() - began
+        stop.set()
+        await watcher
+        lags = [arrived[m] - sent_at[m] for m in sent_at if m in arrived]
+        texts_translated = stub.texts
+        calls = stub.calls
+        # 3. Realistic chat: the memory hit rate.
+        before = stub.texts
+        sample = chat_sample(SAMPLE_MESSAGES, random.Random(42))
+        await paced_sends(base_url, senders, path, sample)
+        await asyncio.sleep(3.0)  # let the worker finish (it is woken on commit; the poll is the safety net)
+        provider_texts = stub.texts - before
+        jobs = SAMPLE_MESSAGES * (len(LANGUAGES) - 1)
+    finally:
+        if stub.server is not None:
+            stub.server.stop()
+    return [
+        ("stub provider latency per call", f"{STUB_LATENCY_S * 1000:.0f} ms", ""),
+        (f"send p50 / p99 at {RATE} msg/s, no translation queued", f"{ms(base_lat, .5)} / {ms(base_lat, .99)}", ""),
+        (f"send p50 / p99 at {RATE} msg/s, 3 reader languages",
+         f"{ms(tr_lat, .5)} / {ms(tr_lat, .99)}", "p99 unchanged within noise"),
+        ("sends refused (baseline, translated)", f"{base_fail}, {tr_fail}", "0, 0"),
+        ("translations done (fr reader saw message.translated)", f"{len(arrived)} of {len(sent_at)}",
+         "all"),
+        ("translation throughput (texts/s, all 3 languages)",
+         f"{texts_translated / drained_s:,.0f} in {calls} calls (≈{texts_translated / max(calls, 1):.1f}/call)",
+         f"≥ {RATE * 3}"),
+        ("queue drained after sends stopped", f"{max(drained_s - sending_s, 0) * 1000:.0f} ms", "< 1 s"),
+        ("send → message.translated (fr) p50 / p99", f"{ms(lags, .5)} / {ms(lags, .99)}", ""),
+        (f"memory hit rate, realistic chat sample ({SAMPLE_MESSAGES} msgs × 3 languages)",
+         f"{1 - provider_texts / jobs:.0%} ({provider_texts} provider texts for {jobs} jobs)", ""),
+    ]
