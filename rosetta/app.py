@@ -135,6 +135,8 @@ class RosettaApp:
         self.attachments = FileAttachments(self.ctx, self.workspaces, self.base_url)
         self.messages.attachments = self.attachments
         self.jobs.add("files.sweep", config.files.sweep_interval_s, self.files.sweep)
+        # A purged temporary room's files: rows soft-deleted in the purge, bytes removed after (issue 8).
+        self.rooms.remove_bytes = lambda names: self.ctx.off_loop(self.files.blobs.remove, names)
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port: int | None = None
 

@@ -129,7 +129,7 @@ async def test_guest_scope(api):
     assert (await api.post(f"/external/rooms/{room_b['room_id']}/messages", {"content": "x"},
                            headers=headers)).status == 404
     # Nowhere else: not a user.
-    for path in ("/me", "/workspaces", "/me/tokens", "/external/rooms", "/external/rooms/usage",
+    for path in ("/me", "/workspaces", "/me/files", "/me/tokens", "/external/rooms", "/external/rooms/usage",
                  f"/workspaces/{room_a['workspace_id']}/channels",
                  f"/workspaces/{room_a['workspace_id']}/channels/{room_a['channel_id']}/messages"):
         refused = await api.get(path, headers=headers)

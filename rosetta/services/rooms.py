@@ -9,7 +9,7 @@ writer runs units one after another, so two concurrent creates can never both pa
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,8 +80,8 @@ def _reached(count: int, limit: int) -> bool:
 class RoomService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        # Extra purge steps (the files feature removes the room's files): async (tx, room) -> None.
-        self.purgers: list[Callable[[Tx, sqlite3.Row], Any]] = []
+        # Removes the bytes of soft-deleted files after COMMIT (the files feature wires its blob store).
+        self.remove_bytes: Callable[[list[str]], Awaitable[None]] | None = None
 
     # Views ------------------------------------------------------------------------------------
 
@@ -235,7 +235,11 @@ class RoomService:
             due = await room_store.due_for_purge(self.ctx.db.reader, iso(now - grace), SWEEP_BATCH)
             if not due:
                 break
-            purged += await self.ctx.db.write(lambda tx, due=due: self._purge(tx, due))
+            count, names = await self.ctx.db.write(lambda tx, due=due: self._purge(tx, due))
+            purged += count
+            if names and self.remove_bytes is not None:
+                # Rows first, bytes after: a crash in between leaves orphan bytes the files reconcile removes.
+                await self.remove_bytes(names)
             if len(due) < SWEEP_BATCH:
                 break
         return {"expired": expired, "purged": purged}
@@ -256,13 +260,15 @@ class RoomService:
             tx.on_commit(lambda room_id=room["id"]: notify(self.ctx, "room.expired", room_id))
         return count
 
-    async def _purge(self, tx: Tx, rooms: list[sqlite3.Row]) -> int:
+    async def _purge(self, tx: Tx, rooms: list[sqlite3.Row]) -> tuple[int, list[str]]:
+        """Messages (their attachments and translations cascade) and files go; the room row stays,
+        so usage and the developer's list still know it."""
         now = self.ctx.now()
         count = 0
+        names: list[str] = []
         for room in rooms:
-            for purger in self.purgers:
-                await purger(tx, room)
+            names += await room_store.soft_delete_files(tx, room, now)
             await room_store.delete_messages(tx, room["channel_id"])
             if await room_store.mark_purged(tx, room["id"], now):
                 count += 1
-        return count
+        return count, names

@@ -93,6 +93,19 @@ async def due_for_purge(conn: Conn, cutoff: str, limit: int) -> list[sqlite3.Row
     )
 
 
+async def soft_delete_files(tx: Tx, room: sqlite3.Row, now: str) -> list[str]:
+    """Soft-delete every live file of a room: those attached to its messages and those its guests
+    uploaded (staged or not); their storage names, whose bytes go after COMMIT."""
+    rows = await tx.fetch_all(
+        "UPDATE files SET deleted_at = ? WHERE deleted_at IS NULL AND (id IN (SELECT a.file_id"
+        "  FROM message_attachments a JOIN messages m ON m.id = a.message_id WHERE m.channel_id = ?)"
+        " OR owner_id IN (SELECT user_id FROM members WHERE workspace_id = ? AND role = 'guest'))"
+        " RETURNING storage_name",
+        (now, room["channel_id"], room["workspace_id"]),
+    )
+    return [row["storage_name"] for row in rows]
+
+
 async def delete_messages(tx: Tx, channel_id: str) -> int:
     return await tx.execute("DELETE FROM messages WHERE channel_id = ?", (channel_id,))
 
