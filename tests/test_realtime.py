@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,7 +52,7 @@ def rt(server: Server) -> Iterator[Clients]:
     clients.close()
 
 
-async def frame(ws: WebSocketClientConnection, timeout: float = WAIT_S) -> dict[str, Any] | None:
+async def frame(ws: WebSocketClientConnection, timeout: float = 5.0) -> dict[str, Any] | None:
     """The next frame, or None when the server closed the socket."""
     raw = await asyncio.wait_for(ws.read_message(), timeout)
     return None if raw is None else json.loads(raw)
@@ -114,8 +115,10 @@ async def test_member_receives_message_and_outsider_nothing(server, api, rt):
     ws_b, hello_b = await rt.hello(bea.token)
     ws_c, _ = await rt.hello(cid.token)
     assert hello_b["heartbeat_s"] == server.config.realtime.heartbeat_s and hello_b["connection_id"]
+    began = time.monotonic()
     message = await post(api, channel_path(team), "hello team", ana.token)
     got = await until(ws_b, "message.created")
+    assert time.monotonic() - began < WAIT_S
     assert got[-1]["data"]["id"] == message["id"] and got[-1]["data"]["original_content"] == "hello team"
     assert got[-1]["seq"] > hello_b["seq"]
     fence = await barrier(api, cid)

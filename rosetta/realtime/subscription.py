@@ -193,7 +193,22 @@ class WebSocketSink:
         self.stream: IOStream = handler.ws_connection.stream
 
     def write(self, data: bytes) -> None:
-        self.stream.write(data)
+        stream = self.stream
+        # Fast path: nothing queued, so hand the bytes to the kernel directly. ``IOStream.write`` costs a
+        # Future and a loop callback per call (profiled: ~2/3 of the Python time of a 1,000-way fan-out).
+        # Only when the kernel refuses part of it does the stream queue the rest (and keep the order).
+        if not unsent_bytes(stream) and stream.socket is not None:
+            try:
+                sent = stream.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                stream.close()
+                raise StreamClosedError() from None
+            if sent == len(data):
+                return
+            data = data[sent:]
+        stream.write(data)
 
     def unsent(self) -> int:
         return unsent_bytes(self.stream)
