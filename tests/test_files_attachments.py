@@ -219,3 +219,23 @@ async def test_me_files_filters_sorting_and_pagination(api, server):
         refused = await api.get(f"/me/files{bad}", token=ana.token)
         assert refused.status == 422 and field in refused.json["errors"], bad
     assert (await api.get("/me/files")).status == 401
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_guest_uploads_are_never_listed(api, server):
+    dev = await register(api, "Dev")
+    room = await api.post("/external/rooms", {"name": "Support", "ttl_hours": 1}, token=dev.token)
+    assert room.status == 201, room
+    joined = await api.post(f"/external/rooms/{room.json['data']['room_id']}/guests", {"nickname": "Mei"})
+    guest = {"X-Rosetta-Guest-Token": joined.json["data"]["session"]["token"]}
+    staged = await api.post("/files", raw=b"".join([
+        b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"g.txt\"\r\n\r\nguest\r\n",
+        b"--b0undary--\r\n"]), headers={**guest, "Content-Type": "multipart/form-data; boundary=b0undary"})
+    assert staged.status == 201, staged
+    row = await server.app.db.reader.fetch_one("SELECT owner_kind FROM files WHERE id = ?",
+                                               (staged.json["data"]["id"],))
+    assert row["owner_kind"] == "guest"
+    assert (await api.get("/me/files", headers=guest)).status == 401  # guests have no /me
+    for claimed in ("true", "false"):
+        listed = await api.get(f"/me/files?claimed={claimed}", token=dev.token)
+        assert listed.json["data"] == [] and listed.json["meta"]["total"] == 0
