@@ -13,7 +13,6 @@ from rosetta.services.context import Context
 from rosetta.store import events as event_store
 from rosetta.store.db import Tx
 
-
 EMITTED = "event.emitted"  # ctx.listeners key for in-transaction event hooks
 
 
