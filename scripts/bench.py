@@ -1,6 +1,7 @@
 """Benchmark runner: a fresh real server per section, driven from this (separate) process; one table.
 
-Usage: ``scripts/bench [--only NAME] [--duration S] [--synchronous FULL|NORMAL|EXTRA]``.
+Usage: ``scripts/bench [--only NAME] [--duration S] [--synchronous FULL|NORMAL|EXTRA] [--profile DIR]``
+(``--profile`` runs each server under cProfile and leaves ``DIR/<section>.prof``).
 
 Writing a section (the interface other sections follow)
 -------------------------------------------------------
@@ -20,7 +21,9 @@ The runner, for each section: makes a temporary directory; starts ``python -m ro
 (``ROSETTA_LIMITS_*=0``) and ``auth.bcrypt_rounds = 4`` (sign-ups are setup, not what is measured);
 waits for ``GET /api/v1/health``; awaits ``run()`` in this process; stops the server with SIGTERM
 and adds the server's group-commit ratio (logged at shutdown) as a row. Measured phases should run
-for ``benchlib.duration_s()`` seconds (``--duration``, exported as ``BENCH_DURATION_S``).
+for ``benchlib.duration_s()`` seconds (``--duration``, exported as ``BENCH_DURATION_S``). The
+server's pid is exported as ``BENCH_SERVER_PID``: ``benchlib.server_cpu_s()`` reads its CPU time,
+so a section can report CPU per request, which stays meaningful on a busy machine.
 ``scripts/benchlib.py`` has a keep-alive HTTP/1.1 client and percentile helpers.
 """
 
@@ -100,18 +103,20 @@ async def wait_healthy(base_url: str, process: asyncio.subprocess.Process) -> No
     raise RuntimeError(f"the server did not answer /api/v1/health within {START_TIMEOUT_S} s")
 
 
-async def run_section(name: str, module: ModuleType, synchronous: str) -> list[Row]:
+async def run_section(name: str, module: ModuleType, synchronous: str, profile: Path | None) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix=f"rosetta-bench-{name}-") as scratch:
         tmp = Path(scratch)
         extra = module.server_env(tmp) if hasattr(module, "server_env") else {}
         port = free_port()
         log_path = tmp / "server.log"
         with log_path.open("wb") as log:
+            profiler = ["-m", "cProfile", "-o", str(profile / f"{name}.prof")] if profile else []
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "rosetta", "serve", "--port", str(port), "--data-dir", str(tmp / "data"),
-                cwd=tmp, env=server_env(synchronous, extra), stdout=log, stderr=log,
+                sys.executable, *profiler, "-m", "rosetta", "serve", "--port", str(port),
+                "--data-dir", str(tmp / "data"), cwd=tmp, env=server_env(synchronous, extra), stdout=log, stderr=log,
             )
             base_url = f"http://127.0.0.1:{port}"
+            os.environ["BENCH_SERVER_PID"] = str(process.pid)
             try:
                 await wait_healthy(base_url, process)
                 rows = list(await module.run(base_url, tmp))
@@ -157,12 +162,17 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase (default 10)")
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "EXTRA"),
                         help="storage.synchronous of the servers (default FULL)")
+    parser.add_argument("--profile", type=Path, help="run the servers under cProfile, writing DIR/<section>.prof")
     args = parser.parse_args()
+    if args.profile:
+        args.profile = args.profile.resolve()
+        args.profile.mkdir(parents=True, exist_ok=True)
     os.environ["BENCH_DURATION_S"] = str(args.duration)
     results = []
     for name, module in discover(args.only):
         print(f"bench: {name} …", file=sys.stderr, flush=True)
-        results.append((getattr(module, "TITLE", name), await run_section(name, module, args.synchronous)))
+        rows = await run_section(name, module, args.synchronous, args.profile)
+        results.append((getattr(module, "TITLE", name), rows))
     print(table(results, args.synchronous, args.duration))
 
 

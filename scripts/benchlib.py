@@ -24,6 +24,17 @@ def duration_s() -> float:
     return float(os.environ.get("BENCH_DURATION_S", DEFAULT_DURATION_S))
 
 
+def server_cpu_s() -> float:
+    """CPU seconds (user + system, all threads) the server has used so far; 0 where /proc is missing."""
+    pid = os.environ.get("BENCH_SERVER_PID")
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class KeepAlive:
     """One persistent connection; one request at a time (like a browser tab or a bot)."""
 
