@@ -16,6 +16,7 @@ from typing import Any
 
 import tornado.httpserver
 import tornado.netutil
+import tornado.routing
 import tornado.web
 
 import rosetta.handlers
@@ -27,6 +28,7 @@ from rosetta.handlers.rooms import guest_resolver
 from rosetta.jobs import JobRunner
 from rosetta.ratelimit import RateLimiter
 from rosetta.realtime.hub import Hub
+from rosetta.routing import SegmentRouter
 from rosetta.services.accounts import AccountService
 from rosetta.services.attachments import FileAttachments
 from rosetta.services.auth import TokenService
@@ -149,13 +151,17 @@ class RosettaApp:
 
     def make_tornado_app(self) -> tornado.web.Application:
         handlers = [(path, handler, {"app": self}) for path, handler in collect_routes()]
-        return tornado.web.Application(
-            handlers,
+        application = tornado.web.Application(
+            [],
             default_handler_class=NotFoundHandler,
             default_handler_args={"app": self},
             compress_response=False,
             xheaders=False,
         )
+        # One dict lookup on the first path segment instead of trying every route's regex in turn.
+        application.wildcard_router.add_rules(
+            [(tornado.routing.AnyMatches(), SegmentRouter(application, API_PREFIX, handlers))])
+        return application
 
     async def start(self) -> None:
         """Open the database (migrating it), start the jobs, listen. ``server.port = 0`` picks a free port."""
