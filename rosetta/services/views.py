@@ -6,6 +6,7 @@ reader language (spec §6): ``display_*`` and ``translation_status`` depend on w
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Mapping
 from typing import Any
@@ -69,6 +70,7 @@ def channel(row: Row) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=4096)  # called once per message per reader: a page of 50 asked it 50 times
 def same_language(a: str, b: str) -> bool:
     """``en`` reads ``en-US`` as its own language; Chinese scripts and explicit regions differ."""
     a, b = a.lower(), b.lower()
