@@ -172,20 +172,28 @@ class MessageService:
 
     async def page(self, *, channel_id: str | None = None, conversation_id: str | None = None,
                    before: str | None, after: str | None, limit: int, language: str) -> Page:
+        """A cursor page, newest first. One row past ``limit`` is read to learn whether more lie in
+        the paging direction; the other direction needs a look only when a cursor was given (the
+        latest page, the common case, has nothing newer), so most pages cost one query.
+        """
         conn = self.ctx.db.reader
-        rows = await message_store.page(conn, channel_id=channel_id, conversation_id=conversation_id,
-                                        before=before, after=after, limit=limit)
+        place = {"channel_id": channel_id, "conversation_id": conversation_id}
+        rows = await message_store.page(conn, **place, before=before, after=after, limit=limit + 1)
+        more = len(rows) > limit
+        if more:
+            rows = rows[1:] if after is not None else rows[:limit]
         items = await self.render(conn, rows, language)
-        next_cursor = prev_cursor = None
-        if rows:
-            newest, oldest = rows[0]["id"], rows[-1]["id"]
-            if await message_store.exists_beyond(conn, channel_id=channel_id, conversation_id=conversation_id,
-                                                 older_than=oldest, newer_than=None):
-                next_cursor = oldest
-            if await message_store.exists_beyond(conn, channel_id=channel_id, conversation_id=conversation_id,
-                                                 older_than=None, newer_than=newest):
-                prev_cursor = newest
-        return Page(items, limit, next_cursor, prev_cursor)
+        if not rows:
+            return Page(items, limit, None, None)
+        newest, oldest = rows[0]["id"], rows[-1]["id"]
+        if after is not None:
+            newer = more
+            older = await message_store.exists_beyond(conn, **place, older_than=oldest, newer_than=None)
+        else:
+            older = more
+            newer = before is not None and await message_store.exists_beyond(
+                conn, **place, older_than=None, newer_than=newest)
+        return Page(items, limit, oldest if older else None, newest if newer else None)
 
     # Edit and delete (any place: channel, conversation, room) ---------------------------------------
 

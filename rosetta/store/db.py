@@ -9,14 +9,17 @@ and its caller is answered, only after COMMIT returned: an acknowledged write is
 A unit must not await anything but its own statements: it holds the writer for the whole batch.
 Slow work (bcrypt, provider calls, file hashing) happens before ``write()``.
 
-Where statements run (measured on the 2-core bench machine, scripts/bench): a thread hop per
-statement (aiosqlite) cost ~55 µs plus GIL hand-offs between the loop and the connection threads,
-and capped the server at ~150 requests/s with 20 clients; an indexed statement run directly costs
-10-30 µs. So statements run on the event loop thread: reads (WAL readers never wait for the
-writer) and the writer's statements inside a batch (they only touch the page cache while the
-batch holds the write lock). The two calls that may block — ``BEGIN IMMEDIATE`` (waits for another
-process's write lock, e.g. the CLI) and ``COMMIT`` (fsync) — run on one writer thread, one hop each
-per batch; while they do, requests keep being served and the next batch queues up.
+Where statements run, and why (measured on the 2-core bench machine, scripts/bench):
+
+- The writer is an aiosqlite connection: its calls can block — ``BEGIN IMMEDIATE`` waits for another
+  process's write lock (the CLI), ``COMMIT`` waits for fsync — so they run on aiosqlite's thread,
+  never on the event loop. Each awaited call is one thread hop; here a hop cost ~180 µs of CPU when
+  the thread was idle and ~45 µs when busy (architecture note: ~55 µs), so a unit asks one question
+  per call and group commit shares BEGIN, COMMIT and the fsync among every unit of a batch.
+- Readers are plain read-only sqlite3 connections used on the loop: in WAL mode a reader never waits
+  for the writer, and the indexed reads the API makes cost 10-30 µs, far less than a hop. With every
+  read behind a hop too, history reads fell from 488/s to 228/s and sends from 688/s to 340/s.
+  Reads stay bounded (indexed, LIMITed) so none holds the loop for long.
 """
 
 from __future__ import annotations
@@ -27,9 +30,10 @@ import os
 import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+import aiosqlite
 
 log = logging.getLogger("rosetta.store")
 
@@ -37,57 +41,82 @@ T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 5000
 READER_MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: pages come from the OS cache
+Params = Sequence[Any] | dict[str, Any]
 
 
-class Conn:
-    """One connection's statements, run directly (see the module docstring for why)."""
+class _RetryIsolated(Exception):
+    """A unit of a shared batch failed: roll back and run the batch again, a savepoint per unit."""
+
+
+class Conn(Protocol):
+    """What store functions that only read accept: a reader, or the writer inside a unit."""
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None: ...
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]: ...
+    async def fetch_value(self, sql: str, params: Params = ()) -> Any: ...
+
+
+class Reader:
+    """A read-only connection, used directly on the loop (see the module docstring for why)."""
 
     def __init__(self, raw: sqlite3.Connection) -> None:
         self.raw = raw
 
-    async def fetch_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Row | None:
+    async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         cursor = self.raw.execute(sql, params)
         try:
             return cursor.fetchone()  # type: ignore[no-any-return]
         finally:
             cursor.close()  # resets the statement: no read transaction stays open between calls
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         cursor = self.raw.execute(sql, params)
         try:
             return cursor.fetchall()
         finally:
             cursor.close()
 
-    async def fetch_value(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+    async def fetch_value(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetch_one(sql, params)
         return None if row is None else row[0]
 
 
-class Tx(Conn):
-    """The writer connection inside one unit of a write batch."""
+class Tx:
+    """The writer (an aiosqlite connection) inside one unit of a write batch: one thread hop a call."""
 
-    def __init__(self, raw: sqlite3.Connection) -> None:
-        super().__init__(raw)
+    def __init__(self, raw: aiosqlite.Connection) -> None:
+        self.raw = raw
         self.after_commit: list[Callable[[], Any]] = []
 
-    async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
+    async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        rows = await self.raw.execute_fetchall(sql, params)
+        return next(iter(rows), None)  # type: ignore[arg-type]
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        return list(await self.raw.execute_fetchall(sql, params))  # type: ignore[arg-type]
+
+    async def fetch_value(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetch_one(sql, params)
+        return None if row is None else row[0]
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement and return the number of rows it changed."""
-        return run(self.raw, sql, params)
+        async with self.raw.execute(sql, params) as cursor:
+            return cursor.rowcount
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        self.raw.executemany(sql, rows)
+        await self.raw.executemany(sql, rows)
 
     def on_commit(self, callback: Callable[[], Any]) -> None:
         """Run ``callback`` after this unit's batch committed; never when it rolled back."""
         self.after_commit.append(callback)
 
 
-def run(raw: sqlite3.Connection, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
-    """Run one statement to completion and close its cursor; the number of rows it changed.
+def run(raw: sqlite3.Connection, sql: str, params: Params = ()) -> int:
+    """Run one statement to completion on a plain sqlite3 connection; the rows it changed.
 
-    Closing matters: a statement left open (e.g. ``PRAGMA journal_mode`` returns a row) keeps the
-    connection busy and makes the next COMMIT fail with "SQL statements in progress".
+    The cursor is closed at once: a statement left open (``PRAGMA journal_mode`` returns a row)
+    keeps the connection busy and makes the next COMMIT fail with "SQL statements in progress".
     """
     cursor = raw.execute(sql, params)
     try:
@@ -96,18 +125,35 @@ def run(raw: sqlite3.Connection, sql: str, params: Sequence[Any] | dict[str, Any
         cursor.close()
 
 
-def connect(path: Path, readonly: bool, synchronous: str = "FULL") -> sqlite3.Connection:
-    target = f"file:{path}?mode=ro" if readonly else f"file:{path}"
-    # check_same_thread off: the writer runs BEGIN/COMMIT on its thread and statements on the loop,
-    # never two at once (the drain task awaits each step).
-    raw = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
+def prepare_file(path: Path) -> list[int]:
+    """Create the database if needed, switch it to WAL and apply migrations (blocking: off the loop)."""
+    raw = sqlite3.connect(path, isolation_level=None)
+    try:
+        raw.execute("PRAGMA journal_mode=WAL").fetchall()
+        return apply_migrations(raw)
+    finally:
+        raw.close()
+
+
+async def connect_writer(path: Path, synchronous: str) -> aiosqlite.Connection:
+    raw = await aiosqlite.connect(f"file:{path}", uri=True, isolation_level=None)
     raw.row_factory = sqlite3.Row
-    run(raw, f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    run(raw, "PRAGMA foreign_keys=ON")
-    if readonly:
-        run(raw, "PRAGMA query_only=ON")
-    else:
-        run(raw, f"PRAGMA synchronous={synchronous}")
+    for pragma in (f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", "PRAGMA foreign_keys=ON",
+                   f"PRAGMA synchronous={synchronous}"):
+        await raw.execute_fetchall(pragma)
+    return raw
+
+
+def connect_reader(path: Path) -> sqlite3.Connection:
+    # check_same_thread off: tests and the CLI open the app on one loop thread and may close it from
+    # another; a reader is still only ever used by one thread at a time.
+    raw = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+    raw.row_factory = sqlite3.Row
+    # Readers map the file instead of read()ing pages: under constant writes a reader's page cache is
+    # reset at every commit, and each re-read page would be a syscall.
+    for pragma in (f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", "PRAGMA query_only=ON",
+                   f"PRAGMA mmap_size={READER_MMAP_BYTES}"):
+        run(raw, pragma)
     return raw
 
 
@@ -118,11 +164,8 @@ class Database:
         self.synchronous = synchronous
         self.reader_count = readers
         self.group_commit_max = group_commit_max
-        self._writer: sqlite3.Connection | None = None
-        # One thread for the writer's blocking calls (BEGIN IMMEDIATE, COMMIT), so they never run
-        # concurrently and never occupy the loop.
-        self._writer_thread: ThreadPoolExecutor | None = None
-        self._readers: list[Conn] = []
+        self._writer: aiosqlite.Connection | None = None
+        self._readers: list[Reader] = []
         self._next_reader = 0
         self._queue: deque[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]] = deque()
         self._drain_task: asyncio.Task[None] | None = None
@@ -131,20 +174,10 @@ class Database:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rosetta-writer")
-        self._writer = await self._on_writer_thread(connect, self.path, False, self.synchronous)
-        await self._on_writer_thread(run, self._writer, "PRAGMA journal_mode=WAL")
-        await self._on_writer_thread(apply_migrations, self._writer)
+        await asyncio.get_running_loop().run_in_executor(None, prepare_file, self.path)
+        self._writer = await connect_writer(self.path, self.synchronous)
         for _ in range(self.reader_count):
-            reader = connect(self.path, readonly=True)
-            # Readers map the database file instead of read()ing pages: under constant writes a
-            # reader's page cache is reset at every commit, and each re-read page was a syscall.
-            run(reader, f"PRAGMA mmap_size={READER_MMAP_BYTES}")
-            self._readers.append(Conn(reader))
-
-    async def _on_writer_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        assert self._writer_thread is not None, "database is not open"
-        return await asyncio.get_running_loop().run_in_executor(self._writer_thread, fn, *args)
+            self._readers.append(Reader(connect_reader(self.path)))
 
     async def close(self) -> None:
         if self._drain_task is not None:
@@ -153,23 +186,20 @@ class Database:
             reader.raw.close()
         self._readers.clear()
         if self._writer is not None:
-            await self._on_writer_thread(self._writer.close)
+            await self._writer.close()
             self._writer = None
             # The group-commit ratio (the benchmark reads this line from the server's stderr).
             log.info("database closed: %d write units in %d commits", self.units, self.commits)
-        if self._writer_thread is not None:
-            self._writer_thread.shutdown(wait=True)
-            self._writer_thread = None
 
     @property
-    def reader(self) -> Conn:
+    def reader(self) -> Reader:
         """A read-only connection (round robin); each call is a consistent single statement."""
         self._next_reader = (self._next_reader + 1) % len(self._readers)
         return self._readers[self._next_reader]
 
     async def write(self, unit: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``unit(tx)`` in a write transaction; return its result once the COMMIT is durable."""
-        if self._writer is None:  # e.g. a job still finishing while the app stops: refuse, don't crash the batch
+        if self._writer is None:  # e.g. a job still finishing while the app stops: refuse, don't crash
             raise RuntimeError("the database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((unit, future))
@@ -189,38 +219,18 @@ class Database:
                         future.set_exception(exc)
 
     async def _run_batch(self, batch: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]]) -> None:
+        """Commit a batch. Fast path: the units one after another, no savepoints (each SAVEPOINT and
+        RELEASE is another thread hop). Only when a unit fails is the batch rolled back and run again
+        with a savepoint per unit, so the failing unit rolls back alone. Units are SQL-only and see
+        nothing committed by the first try, so running one again is safe.
+        """
         assert self._writer is not None, "database is not open"
-        raw = self._writer
-        single = len(batch) == 1
-        outcomes: list[tuple[asyncio.Future[Any], Tx, Any, BaseException | None]] = []
-        await self._on_writer_thread(run, raw, "BEGIN IMMEDIATE")
         try:
-            for unit, future in batch:
-                tx = Tx(raw)
-                if not single:
-                    run(raw, "SAVEPOINT unit")
-                try:
-                    result = await unit(tx)
-                except Exception as exc:
-                    if single:
-                        raise
-                    run(raw, "ROLLBACK TO unit")
-                    run(raw, "RELEASE unit")
-                    outcomes.append((future, tx, None, exc))
-                    continue
-                if not single:
-                    run(raw, "RELEASE unit")
-                outcomes.append((future, tx, result, None))
-            await self._on_writer_thread(run, raw, "COMMIT")
-        except BaseException as exc:
-            if raw.in_transaction:
-                run(raw, "ROLLBACK")
-            if single:
-                _, future = batch[0]
-                if not future.done():
-                    future.set_exception(exc)
-                return
-            raise
+            outcomes = await self._attempt(batch, isolate=False)
+        except _RetryIsolated:
+            outcomes = await self._attempt(batch, isolate=True)
+        if outcomes is None:  # a lone unit failed: its caller already has the error
+            return
         self.commits += 1
         self.units += len(batch)
         for future, tx, result, error in outcomes:
@@ -236,6 +246,48 @@ class Database:
                 future.set_result(result)
             else:
                 future.set_exception(error)
+
+    async def _attempt(self, batch: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]],
+                       isolate: bool) -> list[tuple[asyncio.Future[Any], Tx, Any, BaseException | None]] | None:
+        """One try at committing ``batch``; raises _RetryIsolated when a unit of a shared batch failed.
+
+        A lone unit needs no isolation: its failure is its caller's error, and the answer is None.
+        """
+        assert self._writer is not None, "database is not open"
+        raw = self._writer
+        single = len(batch) == 1
+        outcomes: list[tuple[asyncio.Future[Any], Tx, Any, BaseException | None]] = []
+        await raw.execute("BEGIN IMMEDIATE")
+        try:
+            for unit, future in batch:
+                tx = Tx(raw)
+                if isolate:
+                    await raw.execute("SAVEPOINT unit")
+                try:
+                    result = await unit(tx)
+                except Exception as exc:
+                    if not isolate:
+                        if single:
+                            raise
+                        raise _RetryIsolated() from exc
+                    await raw.execute("ROLLBACK TO unit")
+                    await raw.execute("RELEASE unit")
+                    outcomes.append((future, tx, None, exc))
+                    continue
+                if isolate:
+                    await raw.execute("RELEASE unit")
+                outcomes.append((future, tx, result, None))
+            await raw.execute("COMMIT")
+        except BaseException as exc:
+            if raw.in_transaction:
+                await raw.execute("ROLLBACK")
+            if single and not isinstance(exc, _RetryIsolated):
+                _, future = batch[0]
+                if not future.done():
+                    future.set_exception(exc)
+                return None
+            raise
+        return outcomes
 
     async def backup_to(self, target: Path) -> None:
         """SQLite online backup of the live database into ``target`` (readers and writer keep going)."""
