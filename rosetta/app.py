@@ -185,7 +185,7 @@ class RosettaApp:
             log.info("Translation is off (translation.provider = none): messages are shown in the original.")
 
     async def stop(self) -> None:
-        self.jobs.stop()
+        await self.jobs.stop()
         await self.translation.stop()  # before the database closes: the worker may be mid-round
         await self.hub.close_all()  # WebSockets get 1001 and SSE streams end before the server closes
         if self.server is not None:

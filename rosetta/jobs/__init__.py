@@ -64,9 +64,13 @@ class JobRunner:
             for job in self.jobs.values():
                 self._schedule(job)
 
-    def stop(self) -> None:
+    async def stop(self) -> None:
+        """Stop the timers, then wait for runs in flight: the database closes only after they end."""
         self.running = False
         for job in self.jobs.values():
             if job._timer is not None:
                 job._timer.stop()
                 job._timer = None
+        for job in self.jobs.values():
+            async with job._lock:
+                pass
