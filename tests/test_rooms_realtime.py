@@ -65,11 +65,15 @@ async def test_guest_socket_gets_room_events_only_and_closes_when_the_room_ends(
         if dev_event["data"].get("id") == said.json["data"]["id"]:
             break
 
-    # The room ends: Mei's socket is closed (her token is dead); the developer hears room.expired.
+    # The room ends: Mei hears room.expired first, then her socket closes (her token is dead).
     clock.advance(hours=1)
     await server.app.jobs.run_once("rooms.expire")
+    frames = []
     while (frame := await next_frame(mei_ws)) is not None:
-        assert frame["type"] != "event" or frame["data"].get("room_id") == room["room_id"], frame
+        frames.append(frame)
+    events = [f for f in frames if f["type"] == "event"]
+    assert [e["event"] for e in events] == ["room.expired"], frames
+    assert events[0]["data"]["room_id"] == room["room_id"] and events[0]["data"]["status"] == "expired"
     assert mei_ws.close_code == CLOSE_REVOKED
     mei_ws.close()
     expired = await next_event(dev_ws)

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +54,8 @@ class Hub:
         self.ctx: Context | None = None
         self.messages: MessageService | None = None
         self._by_user: dict[str, set[Subscription]] = {}
-        self._queue: deque[Event] = deque()
+        # Events to deliver, and closures to run once the events queued before them were offered.
+        self._queue: deque[Event | Callable[[], None]] = deque()
         self._drain_task: asyncio.Task[None] | None = None
         self._sse_timer: tornado.ioloop.PeriodicCallback | None = None
         self._next_connection = 0
@@ -116,16 +117,31 @@ class Hub:
     def close_tokens(self, token_ids: Iterable[str]) -> None:
         """``tokens.revoked`` listener; web sessions and guest tokens are announced under the same topic."""
         wanted = set(token_ids)
-        self.close_where(lambda sub: sub.principal.token_id in wanted or sub.principal.session_id in wanted,
-                         CLOSE_REVOKED, "token revoked")
+        self.after_delivery(lambda: self.close_where(
+            lambda sub: sub.principal.token_id in wanted or sub.principal.session_id in wanted,
+            CLOSE_REVOKED, "token revoked"))
 
     def close_sessions(self, session_ids: Iterable[str]) -> None:
         wanted = set(session_ids)
-        self.close_where(lambda sub: sub.principal.session_id in wanted, CLOSE_REVOKED, "session revoked")
+        self.after_delivery(lambda: self.close_where(lambda sub: sub.principal.session_id in wanted,
+                                                     CLOSE_REVOKED, "session revoked"))
 
     def close_users(self, user_ids: Iterable[str]) -> None:
         wanted = set(user_ids)
-        self.close_where(lambda sub: sub.user_id in wanted, CLOSE_REVOKED, "user deactivated")
+        self.after_delivery(lambda: self.close_where(lambda sub: sub.user_id in wanted, CLOSE_REVOKED,
+                                                     "user deactivated"))
+
+    def after_delivery(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once every event published so far has been offered, at once when none waits.
+
+        Revocations are notified after the same COMMIT that published their events: closing at once
+        would cut the connection before its last events (a guest would never see ``room.expired``).
+        Queued behind them, the close follows in commit order.
+        """
+        if self._drain_task is None or self._drain_task.done():
+            action()
+            return
+        self._queue.append(action)
 
     async def close_all(self) -> None:
         """Shutdown: WebSockets get 1001, SSE streams end; clients resume from their last seq."""
@@ -149,12 +165,24 @@ class Hub:
 
     async def _drain(self) -> None:
         while self._queue:
-            batch = list(self._queue)
+            items = list(self._queue)
             self._queue.clear()
-            try:
-                await self._deliver(batch)
-            except Exception:
-                log.exception("delivering %d events failed", len(batch))
+            batch: list[Event] = []
+            for item in [*items, None]:
+                if isinstance(item, Event):
+                    batch.append(item)
+                    continue
+                if batch:
+                    try:
+                        await self._deliver(batch)
+                    except Exception:
+                        log.exception("delivering %d events failed", len(batch))
+                    batch = []
+                if item is not None:
+                    try:
+                        item()  # an after_delivery action: every event queued before it was offered
+                    except Exception:
+                        log.exception("after-delivery action failed")
 
     async def _deliver(self, batch: list[Event]) -> None:
         assert self.ctx is not None
