@@ -13,7 +13,6 @@ from rosetta.handlers.accounts import token_response
 from rosetta.handlers.base import BaseHandler
 from rosetta.handlers.validate import Validator
 from rosetta.services.otp import INVALID_OTP
-from rosetta.store.db import Tx
 
 OTP_RE = re.compile(r"^[0-9]{6}$")
 HOUR_S = 3600
@@ -91,10 +90,7 @@ class AppOtpVerifyHandler(SigninHandler):
         email, token, device = self.otp_input()
         self.check_otp_shape(email, token)
 
-        async def sign_in(tx: Tx, user_id: str) -> object:
-            return await self.app.accounts.sign_in_tx(tx, user_id, device)
-
-        signed = await self.app.otp.verify(email, token, sign_in)
+        signed = await self.app.otp.verify(email, token, self.app.accounts.token_sign_in(device))
         self.send_json(token_response(signed))  # type: ignore[arg-type]
 
 

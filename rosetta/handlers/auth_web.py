@@ -17,13 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from rosetta.errors import CsrfMismatch, Forbidden
+from rosetta.handlers.accounts import ChangePasswordHandler
 from rosetta.handlers.auth_app import SigninHandler
 from rosetta.handlers.base import BaseHandler
 from rosetta.handlers.validate import Validator
 from rosetta.services import views
 from rosetta.services.auth import Principal
 from rosetta.services.sessions import OpenedSession
-from rosetta.store.db import Tx
 
 SESSION_COOKIE = "rosetta_session"
 XSRF_COOKIE = "XSRF-TOKEN"
@@ -117,12 +117,9 @@ class WebRegisterHandler(WebSigninHandler):
         assert name and email and password
         replacing = await self.current_session_id()
 
-        async def open_session(tx: Tx, user_id: str) -> OpenedSession:
-            return await self.app.sessions.open(tx, user_id, replacing)
-
         signed = await self.app.accounts.register(name=name, email=email, password=password,
                                                   preferred_language=language, device_name=None,
-                                                  issue_token=False, within=open_session)
+                                                  issue_token=False, within=self.app.sessions.opener(replacing))
         self.signed_in(signed.user, signed.extra, "Registered successfully.")
 
 
@@ -153,10 +150,7 @@ class WebOtpVerifyHandler(WebSigninHandler):
         self.check_otp_shape(email, token)
         replacing = await self.current_session_id()
 
-        async def sign_in(tx: Tx, user_id: str) -> Any:
-            return await self.app.sessions.sign_in_tx(tx, user_id, replacing)
-
-        user, opened = await self.app.otp.verify(email, token, sign_in)
+        user, opened = await self.app.otp.verify(email, token, self.app.sessions.session_sign_in(replacing))
         self.signed_in(user, opened, "Logged in successfully.")
 
 
@@ -181,18 +175,6 @@ class WebLogoutHandler(BaseHandler):
         self.send_json({"message": "Logged out successfully."})
 
 
-class WebChangePasswordHandler(BaseHandler):
-    async def post(self) -> None:
-        assert self.principal
-        v = Validator(self.json_body())
-        current = v.string("current_password", required=True, max_len=10_000, strip=False)
-        new = v.password(confirm=True)
-        v.done()
-        assert current is not None and new is not None
-        await self.app.accounts.change_password(self.principal, current, new)
-        self.send_json({"message": "Password changed successfully."})
-
-
 ROUTES = [
     ("/csrf-cookie", CsrfCookieHandler),
     ("/auth/web/register", WebRegisterHandler),
@@ -202,5 +184,5 @@ ROUTES = [
     ("/auth/web/forgot-password", WebForgotPasswordHandler),
     ("/auth/web/reset-password", WebResetPasswordHandler),
     ("/auth/web/logout", WebLogoutHandler),
-    ("/auth/web/change-password", WebChangePasswordHandler),
+    ("/auth/web/change-password", ChangePasswordHandler),  # the same rules for cookie and bearer callers
 ]

@@ -10,7 +10,6 @@ attacker mailing their own callback link: login CSRF) cannot finish in this brow
 from __future__ import annotations
 
 import hmac
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from rosetta.errors import Invalid, NotFound
@@ -21,7 +20,6 @@ from rosetta.handlers.validate import Validator
 from rosetta.ids import looks_like_id
 from rosetta.services import views
 from rosetta.services.oauth import BAD_STATE, linked_account
-from rosetta.store.db import Tx
 
 MAX_PARAM = 2000
 STATE_COOKIE = "rosetta_oauth_state"
@@ -63,19 +61,14 @@ class CallbackHandler(SocialHandler):
             self.clear_cookie(STATE_COOKIE, path="/api/v1/auth/web/social")
         who = await self.app.oauth.finish(provider, code, state, family=self.family, purpose="login")
         if self.family == "app":
-            async def issue(tx: Tx, user_id: str) -> Any:
-                return await self.app.accounts.sign_in_tx(tx, user_id, f"{provider} sign-in")
-
+            issue = self.app.accounts.token_sign_in(f"{provider} sign-in")
             self.send_json(token_response(await self.app.oauth.login(who, issue)))
             return
         secret = self.get_cookie(SESSION_COOKIE)
         live = await self.app.sessions.lookup(secret) if secret else None
         replacing = live.id if live else None
 
-        async def open_session(tx: Tx, user_id: str) -> Any:
-            return await self.app.sessions.sign_in_tx(tx, user_id, replacing)
-
-        user, opened = await self.app.oauth.login(who, open_session)
+        user, opened = await self.app.oauth.login(who, self.app.sessions.session_sign_in(replacing))
         set_session_cookies(self, opened)
         self.send_json({"user": views.user_self(user), "message": "Logged in successfully."})
 

@@ -6,6 +6,7 @@ client address); everything that writes is here.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -104,6 +105,10 @@ class AccountService:
         user = await user_store.by_id(tx, user_id)
         assert user is not None
         return SignedIn(user, token)
+
+    def token_sign_in(self, device_name: str | None) -> Callable[[Tx, str], Awaitable[SignedIn]]:
+        """A bearer sign-in to run inside another service's unit (one-time codes, social login)."""
+        return functools.partial(self.sign_in_tx, device_name=device_name)
 
     async def logout(self, principal: Principal) -> None:
         if principal.token_id is None:

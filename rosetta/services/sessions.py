@@ -10,8 +10,10 @@ the session row, so another session's token never passes.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import sqlite3
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -85,6 +87,15 @@ class SessionService:
         user = await user_store.by_id(tx, user_id)
         assert user is not None
         return user, opened
+
+    def opener(self, replacing: str | None) -> Callable[[Tx, str], Awaitable[OpenedSession]]:
+        """Opening a session inside another service's unit (web registration)."""
+        return functools.partial(self.open, replacing=replacing)
+
+    def session_sign_in(self, replacing: str | None
+                        ) -> Callable[[Tx, str], Awaitable[tuple[sqlite3.Row, OpenedSession]]]:
+        """A web sign-in to run inside another service's unit (one-time codes, social login)."""
+        return functools.partial(self.sign_in_tx, replacing=replacing)
 
     async def sign_in(self, user_id: str, replacing: str | None = None) -> tuple[sqlite3.Row, OpenedSession]:
         return await self.ctx.db.write(lambda tx: self.sign_in_tx(tx, user_id, replacing))
