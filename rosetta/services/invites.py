@@ -64,7 +64,7 @@ class InviteService:
 
     async def create(self, workspace_id: str, principal: Principal, expires_in_days: int,
                      max_uses: int | None) -> sqlite3.Row:
-        workspace = await self.workspaces.require_admin(workspace_id, principal)
+        workspace = await self.workspaces.require_structure_admin(workspace_id, principal)
         invite_id = new_id()
         code = secrets.token_urlsafe(CODE_BYTES)
 

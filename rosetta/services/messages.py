@@ -18,6 +18,7 @@ from rosetta.services import views
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import emit
+from rosetta.services.workspaces import require_open
 from rosetta.store import messages as message_store
 from rosetta.store.db import Conn, Tx
 
@@ -130,6 +131,7 @@ class MessageService:
         """
         if not content.strip() and not attachment_ids:
             raise Invalid.one("content", "The content field is required.")
+        await require_open(self.ctx.db.reader, place.workspace_id, self.ctx.clock.now())  # ended room: 410
         await self.check_parent(parent_id, place)
         await self.attachments.check(self.ctx.db.reader, author.files_owner_id, attachment_ids)
         source = self.translations.source_language(content, author.language)
@@ -213,6 +215,7 @@ class MessageService:
         found = await self._in_place(self.ctx.db.reader, place, message_id)
         if found["author_kind"] != "user" or found["author_id"] != actor_id:
             raise Forbidden()
+        await require_open(self.ctx.db.reader, place.workspace_id, self.ctx.clock.now())
         source = self.translations.source_language(content, reader_language)
         attached = (await self.attachments.for_messages(self.ctx.db.reader, [found])).get(found["id"])
 
@@ -237,6 +240,7 @@ class MessageService:
         found = await self._in_place(self.ctx.db.reader, place, message_id)
         if not moderator and (found["author_kind"] != "user" or found["author_id"] != actor_id):
             raise Forbidden()
+        await require_open(self.ctx.db.reader, place.workspace_id, self.ctx.clock.now())
 
         async def unit(tx: Tx) -> None:
             current = await self._in_place(tx, place, found["id"])

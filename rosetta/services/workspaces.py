@@ -7,6 +7,7 @@ member who may see but not act, and the password rule for protected channels.
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 from typing import cast
 
 from rosetta.errors import Forbidden, Invalid, NotFound
@@ -16,20 +17,36 @@ from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import emit
 from rosetta.services.passwords import hash_password, verify_password
+from rosetta.services.rooms import KIND as ROOM_KIND
+from rosetta.services.rooms import is_live, room_gone
 from rosetta.services.slugs import free_slug, slugify
 from rosetta.store import channels as channel_store
+from rosetta.store import rooms as room_store
 from rosetta.store import workspaces as workspace_store
-from rosetta.store.db import Tx
+from rosetta.store.db import Conn, Tx
 
 ADMIN_ROLES = ("owner", "admin")
 PASSWORD_REQUIRED = "channel_password_required"  # noqa: S105 - an error code, not a secret
 GENERAL_SLUG = "general"
 GENERAL_UNDELETABLE = "general_channel_undeletable"  # every workspace keeps its general channel
 KEEP: object = object()  # "password not in the request": leave it as it is
+ROOM_FIXED = "temporary_room_fixed"
+ROOM_FIXED_MESSAGE = "A Temporary Room has exactly one channel and takes no invites."
 
 
 def is_admin(row: sqlite3.Row) -> bool:
     return row["my_role"] in ADMIN_ROLES
+
+
+async def require_open(conn: Conn, workspace_id: str | None, now: datetime) -> None:
+    """The rule for every write into a workspace's content, whatever the route: a temporary room's
+    workspace takes none once the room ended (410 ``temporary_room_expired``, as on the guest routes).
+    Reads stay open to its members until the purge. ``None`` (a direct conversation) is always open."""
+    if workspace_id is None:
+        return
+    room = await room_store.for_workspace(conn, workspace_id)
+    if room is not None and not is_live(room, now):
+        raise room_gone()
 
 
 class WorkspaceService:
@@ -61,6 +78,14 @@ class WorkspaceService:
                                            principal.user_id)
         if row is None:
             raise NotFound()
+        return row
+
+    async def require_structure_admin(self, workspace_id: str, principal: Principal) -> sqlite3.Row:
+        """An admin changing the workspace's channels or invites: a temporary room's workspace is fixed
+        at one channel and joined only through the room's guest endpoint (403 at all times)."""
+        row = await self.require_admin(workspace_id, principal)
+        if row["kind"] == ROOM_KIND:
+            raise Forbidden(ROOM_FIXED_MESSAGE, code=ROOM_FIXED)
         return row
 
     async def require_readable_channel(self, workspace_id: str, channel_id: str,
@@ -111,7 +136,7 @@ class WorkspaceService:
 
     async def create_channel(self, workspace_id: str, principal: Principal, name: str, slug: str | None,
                              password: str | None) -> sqlite3.Row:
-        workspace = await self.require_admin(workspace_id, principal)
+        workspace = await self.require_structure_admin(workspace_id, principal)
         if slug is not None and await channel_store.slug_taken(self.ctx.db.reader, workspace["id"], slug):
             raise Invalid.one("slug", "The slug has already been taken.")
         password_hash = await hash_password(self.ctx, password) if password else None
@@ -137,7 +162,7 @@ class WorkspaceService:
     async def update_channel(self, workspace_id: str, channel_id: str, principal: Principal, name: str,
                              slug: str | None, password: str | object | None = KEEP) -> sqlite3.Row:
         """Rename a channel, change its slug, set or (None) remove its password. Admins and owner."""
-        workspace = await self.require_admin(workspace_id, principal)
+        workspace = await self.require_structure_admin(workspace_id, principal)
         channel = await self.require_channel(workspace["id"], channel_id, principal)
         if slug is not None and await channel_store.slug_taken(self.ctx.db.reader, workspace["id"], slug,
                                                                except_id=channel["id"]):
@@ -174,7 +199,7 @@ class WorkspaceService:
 
     async def delete_channel(self, workspace_id: str, channel_id: str, principal: Principal) -> None:
         """Delete a channel with its messages. Admins and owner; ``general`` stays (403)."""
-        workspace = await self.require_admin(workspace_id, principal)
+        workspace = await self.require_structure_admin(workspace_id, principal)
         channel = await self.require_channel(workspace["id"], channel_id, principal)
         if channel["slug"] == GENERAL_SLUG:
             raise Forbidden(code=GENERAL_UNDELETABLE)

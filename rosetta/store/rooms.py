@@ -147,3 +147,8 @@ async def readers(conn: Conn, room_id: str) -> list[sqlite3.Row]:
         " WHERE r.id = ? AND u.is_active = 1",
         (room_id,),
     )
+
+
+async def for_workspace(conn: Conn, workspace_id: str) -> sqlite3.Row | None:
+    """The room whose workspace this is (workspace_id is unique and indexed); None for a standard workspace."""
+    return await conn.fetch_one("SELECT * FROM temporary_rooms WHERE workspace_id = ?", (workspace_id,))
