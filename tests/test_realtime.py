@@ -331,7 +331,7 @@ async def test_typing_is_live_only_and_reaches_channel_readers(server, api, rt):
     assert await frame(ws_c) == {"type": "pong"}  # an outsider's typing is dropped, not relayed
     await ws_b.write_message(json.dumps({"type": "ping"}))
     nxt = await frame(ws_b)
-    while nxt is not None and nxt.get("event") == "presence":
+    while nxt is not None and nxt.get("event") == "presence.updated":
         nxt = await frame(ws_b)
     assert nxt == {"type": "pong"}
     rows = await server.app.db.reader.fetch_all("SELECT name FROM events WHERE name = 'typing'")

@@ -123,12 +123,20 @@ class BaseHandler(tornado.web.RequestHandler):
         if self._received <= self._body_limit:
             self._chunks.append(chunk)
 
+    def refuse_mixed_credentials(self) -> None:
+        """401 when a guest token rides with another credential: it is never combined with one (issue 8).
+
+        Every way of authenticating (this class, the realtime handlers' query-string token) asks here first.
+        """
+        if ((self.request.headers.get("X-Rosetta-Guest-Token") or self.get_query_argument("guest_token", None))
+                and (self.request.headers.get("Authorization") or self.get_cookie("rosetta_session")
+                     or self.get_query_argument("access_token", None))):
+            raise Unauthenticated()
+
     async def authenticate(self) -> Principal | None:
         """Resolve the request's credential. Bearer first, then the registered resolvers."""
+        self.refuse_mixed_credentials()
         header = self.request.headers.get("Authorization", "")
-        if ((self.request.headers.get("X-Rosetta-Guest-Token") or self.get_query_argument("guest_token", None))
-                and (header or self.get_cookie("rosetta_session") or self.get_query_argument("access_token", None))):
-            raise Unauthenticated()  # a guest token is never combined with another credential (issue 8)
         if header.lower().startswith("bearer "):
             return await self.app.tokens.resolve(header[7:].strip())
         for resolver in self.app.resolvers:

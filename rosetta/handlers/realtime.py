@@ -61,6 +61,8 @@ class RealtimeMixin:
     allow_guest = True
 
     async def authenticate(self) -> Principal | None:
+        # The guest-token rule first: ``?access_token=`` must not slip a guest token past it (401).
+        self.refuse_mixed_credentials()  # type: ignore[attr-defined]
         # Browsers cannot set headers on a WebSocket or an EventSource: the token may ride in the URL.
         token = self.get_query_argument("access_token", None)  # type: ignore[attr-defined]
         if token:

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
 
-from rosetta.clock import iso
+from rosetta.clock import iso, parse_iso
 from rosetta.realtime.audience import Audiences, Readers
+from rosetta.realtime.presence import Presence
 from rosetta.realtime.subscription import CLOSE_GOING_AWAY, CLOSE_REVOKED, Subscription
 from rosetta.realtime.wire import Control, Frame, dumps
 from rosetta.services.events import Event
@@ -45,6 +46,7 @@ RENDERED = frozenset({"message.created", "message.updated", "message.translated"
 CONTENT_KEYS = ("content", "original_content", "display_content", "translations", "attachments")
 REPLAY_PAGE = 500  # events read per replay step; then wait for the socket to drain
 SSE_COMMENT_S = 15.0  # spec §5: keeps proxies from closing an idle stream
+SWEEP_CHUNK = 500  # credentials looked up per query by the expiry sweep (one SQL IN list)
 
 
 class Hub:
@@ -60,12 +62,15 @@ class Hub:
         self._sse_timer: tornado.ioloop.PeriodicCallback | None = None
         self._next_connection = 0
         self.delivered = 0  # frames written live (the benchmark prints it)
+        self.presence = Presence(self)
 
     def attach(self, ctx: Context, messages: MessageService, jobs: JobRunner) -> None:
         """Wire the hub to the app's context and message renderer; register its listeners and job."""
         self.ctx = ctx
         self.messages = messages
         jobs.add("events.trim", ctx.config.realtime.trim_interval_s, self.trim)
+        # A credential reaching its expires_at loses its sockets within one heartbeat.
+        jobs.add("realtime.expiry", ctx.config.realtime.heartbeat_s, self.sweep_expired)
         ctx.listeners.setdefault("tokens.revoked", []).append(self.close_tokens)
         ctx.listeners.setdefault("sessions.revoked", []).append(self.close_sessions)
         ctx.listeners.setdefault("users.deactivated", []).append(self.close_users)
@@ -74,6 +79,9 @@ class Hub:
 
     def connection_count(self, user_id: str) -> int:
         return len(self._by_user.get(user_id, ()))
+
+    def connections_of(self, user_id: str) -> set[Subscription]:
+        return self._by_user.get(user_id, set())
 
     def is_online(self, user_id: str) -> bool:
         """Whether the user has a live WebSocket or SSE connection (push skips online users)."""
@@ -93,13 +101,15 @@ class Hub:
         if sub.transport == "sse" and self._sse_timer is None:
             self._sse_timer = tornado.ioloop.PeriodicCallback(self._sse_comment, SSE_COMMENT_S * 1000)
             self._sse_timer.start()
+        self.presence.joined(sub.user_id)
 
     def remove(self, sub: Subscription) -> None:
         subs = self._by_user.get(sub.user_id)
-        if subs is not None:
+        if subs is not None and sub in subs:
             subs.discard(sub)
             if not subs:
                 del self._by_user[sub.user_id]
+            self.presence.left(sub.user_id)
 
     def _sse_comment(self) -> None:
         for sub in self.subscriptions():
@@ -149,6 +159,7 @@ class Hub:
             self._sse_timer.stop()
             self._sse_timer = None
         self.close_where(lambda sub: True, CLOSE_GOING_AWAY, "server restarting")
+        self.presence.stop()
         if self._drain_task is not None and not self._drain_task.done():
             self._drain_task.cancel()
 
@@ -252,15 +263,28 @@ class Hub:
         assert self.ctx is not None
         return user_id in await self.audiences.readers(self.ctx.db.reader, audience_kind, audience_id)
 
-    async def presence(self, user_id: str, status: str) -> None:
-        """Tell the people sharing a workspace with ``user_id`` that they came online or left."""
+    async def sweep_expired(self) -> int:
+        """The ``realtime.expiry`` job: close (4001) sockets whose bearer token or web session expired.
+
+        Also those revoked or deleted without an announcement (the sessions sweep deletes silently).
+        Guest tokens end with their room, which closes them (rooms.expire). Returns how many closed.
+        """
         assert self.ctx is not None
-        peers = await realtime_store.workspace_peers(self.ctx.db.reader, user_id)
-        frame = Frame(None, "presence", dumps({"user_id": user_id, "status": status}))
-        for peer in peers:
-            subs = self._by_user.get(peer)
-            if subs and peer != user_id:
-                self._offer(frame, subs)
+        users = [sub for sub in self.subscriptions() if sub.principal.kind == "user" and not sub.closed]
+        token_ids = sorted({sub.principal.token_id for sub in users if sub.principal.token_id})
+        session_ids = sorted({sub.principal.session_id for sub in users if sub.principal.session_id})
+        now = self.ctx.clock.now()
+        live: set[str] = set()
+        for start in range(0, max(len(token_ids), len(session_ids)), SWEEP_CHUNK):
+            tokens, sessions = await realtime_store.credential_expiries(
+                self.ctx.db.reader, token_ids[start:start + SWEEP_CHUNK], session_ids[start:start + SWEEP_CHUNK])
+            live.update(key for key, ends in tokens.items() if ends is None or parse_iso(ends) > now)
+            live.update(key for key, ends in sessions.items() if parse_iso(ends) > now)
+        dead = set(token_ids).union(session_ids) - live
+        if not dead:
+            return 0
+        return self.close_where(lambda sub: sub.principal.kind == "user" and bool(
+            {sub.principal.token_id, sub.principal.session_id} & dead), CLOSE_REVOKED, "credential expired")
 
     # Resume ----------------------------------------------------------------------------------------
 
