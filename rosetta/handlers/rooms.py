@@ -13,10 +13,11 @@ from rosetta.errors import Unauthenticated
 from rosetta.handlers.base import BaseHandler
 from rosetta.handlers.messages import message_input
 from rosetta.handlers.paging import cursor_body, cursor_params, page_body, page_params
+from rosetta.handlers.translation import target_language
 from rosetta.handlers.validate import Validator
 from rosetta.services.auth import Principal
 from rosetta.services.guests import GUEST_HEADER, GUEST_QUERY, GuestService, guest_view
-from rosetta.services.messages import Author, Place
+from rosetta.services.messages import Author, Place, channel_place
 from rosetta.services.rooms import room_gone
 
 MIN_HOURS = 0.01  # spec §9: ttl_hours and extension_hours may be fractional, at least 0.01
@@ -123,8 +124,9 @@ class RoomGuestsHandler(BaseHandler):
         }}, 201)
 
 
-class RoomMessagesHandler(BaseHandler):
-    """Guests of this room (and its developer) read and post; a room's own ended token gets 410."""
+class RoomRouteHandler(BaseHandler):
+    """A route under ``/external/rooms/{room}/`` for the room's guests (and its developer); the room's
+    own token gets 410 once the room ended, any other caller 401/404."""
 
     allow_guest = True
 
@@ -145,6 +147,10 @@ class RoomMessagesHandler(BaseHandler):
         channel = await self.app.workspaces.require_readable_channel(room["workspace_id"], room["channel_id"],
                                                                      self.principal)
         return room, channel
+
+
+class RoomMessagesHandler(RoomRouteHandler):
+    """Guests of this room (and its developer) read and post."""
 
     async def get(self, room_id: str) -> None:
         _, channel = await self._room_channel(room_id)
@@ -167,10 +173,22 @@ class RoomMessagesHandler(BaseHandler):
         self.send_json({"data": message}, 201)
 
 
+class RoomMessageTranslateHandler(RoomRouteHandler):
+    """On-demand translation of one room message, the channel route's service call for guests."""
+
+    async def post(self, room_id: str, message_id: str) -> None:
+        # Room access first: a message of another place is 404 and the provider hears nothing.
+        _, channel = await self._room_channel(room_id)
+        target = target_language(self.json_body())
+        view = await self.app.translation.translate_now(channel_place(channel), message_id, target)
+        self.send_json({"data": view})
+
+
 ROUTES = [
     ("/external/rooms", RoomsHandler),
     ("/external/rooms/usage", RoomUsageHandler),
     (r"/external/rooms/([^/]+)/extend", RoomExtendHandler),
     (r"/external/rooms/([^/]+)/guests", RoomGuestsHandler),
     (r"/external/rooms/([^/]+)/messages", RoomMessagesHandler),
+    (r"/external/rooms/([^/]+)/messages/([^/]+)/translate", RoomMessageTranslateHandler),
 ]
