@@ -336,3 +336,38 @@ async def test_typing_is_live_only_and_reaches_channel_readers(server, api, rt):
     assert nxt == {"type": "pong"}
     rows = await server.app.db.reader.fetch_all("SELECT name FROM events WHERE name = 'typing'")
     assert rows == []
+
+
+async def next_live(ws: WebSocketClientConnection) -> dict[str, Any] | None:
+    """The next frame that is not presence (presence may arrive at any time)."""
+    got = await frame(ws)
+    while got is not None and got.get("event") == "presence.updated":
+        got = await frame(ws)
+    return got
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_read_reaches_the_readers_other_connections_only(server, api, rt):
+    ana, bea, cid = await register(api, "Ana"), await register(api, "Bea"), await register(api, "Cid")
+    team = await workspace_with(api, ana, bea)
+    message = await post(api, channel_path(team), "read me", bea.token)
+    phone, _ = await rt.hello(ana.token)
+    laptop, _ = await rt.hello(ana.token)
+    ws_b, _ = await rt.hello(bea.token)
+    cid_one, _ = await rt.hello(cid.token)
+    cid_two, _ = await rt.hello(cid.token)
+    await phone.write_message(json.dumps({"type": "read", "message_id": message["id"]}))
+    got = await next_live(laptop)
+    while got is not None and got.get("event") != "read":  # durable events of the setup come first
+        got = await next_live(laptop)
+    assert got is not None and "seq" not in got
+    assert got["data"] == {"message_id": message["id"], "channel_id": team["general"]["id"], "user_id": ana.id}
+    # Cid cannot see the message: his read is dropped, so his other connection's next frame is its pong.
+    await cid_one.write_message(json.dumps({"type": "read", "message_id": message["id"]}))
+    await cid_one.write_message(json.dumps({"type": "ping"}))
+    assert await next_live(cid_one) == {"type": "pong"}
+    await cid_two.write_message(json.dumps({"type": "ping"}))
+    assert await next_live(cid_two) == {"type": "pong"}
+    # Bea is another user: Ana's read is not hers to hear.
+    await ws_b.write_message(json.dumps({"type": "ping"}))
+    assert await next_live(ws_b) == {"type": "pong"}

@@ -29,7 +29,6 @@ from rosetta.realtime.subscription import (
 )
 from rosetta.realtime.wire import Control
 from rosetta.services.auth import Principal
-from rosetta.store import realtime as realtime_store
 
 log = logging.getLogger("rosetta.realtime")
 
@@ -209,15 +208,7 @@ class RealtimeSocketHandler(RealtimeMixin, BaseHandler, tornado.websocket.WebSoc
         message_id = frame.get("message_id")
         if not isinstance(message_id, str) or not looks_like_id(message_id):
             return
-        hub = self.app.hub
-        row = await realtime_store.message_place(self.app.db.reader, message_id.lower())
-        if row is None:
-            return
-        kind, place = ("channel", row["channel_id"]) if row["channel_id"] else ("conversation", row["conversation_id"])
-        if not await hub.can_see(sub.user_id, kind, place):
-            return
-        await hub.relay("read", "user", sub.user_id,
-                        {"message_id": row["id"], f"{kind}_id": place, "user_id": sub.user_id}, skip=sub)
+        await self.app.hub.relay_read(sub, message_id.lower())
 
 
 class EventStreamHandler(RealtimeMixin, BaseHandler):

@@ -259,6 +259,18 @@ class Hub:
         for _, subs in self._connected(readers):
             self._offer(frame, (sub for sub in subs if sub is not skip))
 
+    async def relay_read(self, sub: Subscription, message_id: str) -> None:
+        """A ``read`` frame: the reader's other connections learn the message was read (unread badges)."""
+        assert self.ctx is not None
+        row = await realtime_store.message_place(self.ctx.db.reader, message_id)
+        if row is None:
+            return
+        kind, place = ("channel", row["channel_id"]) if row["channel_id"] else ("conversation", row["conversation_id"])
+        if not await self.can_see(sub.user_id, kind, place):
+            return  # no existence leak: an unknown message and a hidden one look the same
+        await self.relay("read", "user", sub.user_id,
+                         {"message_id": row["id"], f"{kind}_id": place, "user_id": sub.user_id}, skip=sub)
+
     async def can_see(self, user_id: str, audience_kind: str, audience_id: str) -> bool:
         assert self.ctx is not None
         return user_id in await self.audiences.readers(self.ctx.db.reader, audience_kind, audience_id)
