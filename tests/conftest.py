@@ -11,6 +11,7 @@ from tornado.ioloop import IOLoop
 
 from rosetta.clock import ManualClock
 from tests.support import Api, Server, test_config
+from tests.translation_stub import ProviderStub
 
 START = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
@@ -39,3 +40,12 @@ def api(server: Server) -> Iterator[Api]:
     client = Api(server)
     yield client
     client.close()
+
+
+@pytest.fixture
+def stub(io_loop: IOLoop) -> Iterator[ProviderStub]:
+    """A local server speaking the translation providers' protocols (LibreTranslate, DeepL, OpenAI)."""
+    provider = ProviderStub()
+    io_loop.run_sync(provider.start)
+    yield provider
+    io_loop.run_sync(provider.stop)

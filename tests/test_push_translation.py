@@ -5,17 +5,8 @@ import pytest
 from tests.peers import Receiver
 from tests.support import register, workspace_with
 from tests.test_push import EXPO_PATH, Providers, add_device, say
-from tests.translation_stub import ProviderStub
 
 ENGLISH = "@mia Good morning everyone, the deployment went well and the tests are green."
-
-
-@pytest.fixture
-def stub(io_loop):
-    provider = ProviderStub()
-    io_loop.run_sync(provider.start)
-    yield provider
-    io_loop.run_sync(provider.stop)
 
 
 @pytest.fixture

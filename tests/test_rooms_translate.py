@@ -6,17 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.support import register, workspace_with
-from tests.translation_stub import ProviderStub
 
 GUEST = "X-Rosetta-Guest-Token"
-
-
-@pytest.fixture
-def stub(io_loop):
-    provider = ProviderStub()
-    io_loop.run_sync(provider.start)
-    yield provider
-    io_loop.run_sync(provider.stop)
 
 
 @pytest.fixture

@@ -8,17 +8,8 @@ from datetime import timedelta
 import pytest
 
 from tests.support import register, workspace_with
-from tests.translation_stub import ProviderStub
 
 SPANISH = "Hola a todos, ¿cómo están hoy? Nos vemos mañana en la oficina."
-
-
-@pytest.fixture
-def stub(io_loop):
-    provider = ProviderStub()
-    io_loop.run_sync(provider.start)
-    yield provider
-    io_loop.run_sync(provider.stop)
 
 
 @pytest.fixture
