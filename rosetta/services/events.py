@@ -31,9 +31,23 @@ async def emit(ctx: Context, tx: Tx, name: str, audience_kind: str, audience_id:
     now = ctx.now()
     seq = await event_store.append(tx, name, audience_kind, audience_id, payload, now)
     event = Event(seq, name, audience_kind, audience_id, payload, now)
+    await _after_append(ctx, tx, [event])
+    return event
+
+
+async def emit_many(ctx: Context, tx: Tx, items: list[tuple[str, str, str, dict[str, Any]]]) -> list[Event]:
+    """``emit`` for many ``(name, audience_kind, audience_id, payload)`` at once: one log statement."""
+    now = ctx.now()
+    seqs = await event_store.append_many(tx, items, now)
+    events = [Event(seq, *item, now) for seq, item in zip(seqs, items, strict=True)]
+    await _after_append(ctx, tx, events)
+    return events
+
+
+async def _after_append(ctx: Context, tx: Tx, events: list[Event]) -> None:
     # Durable side effects of an event (outgoing webhook deliveries, push) are queued in the SAME
     # transaction by hooks registered under "event.emitted": ``async hook(tx, event)``, SQL only.
-    for hook in ctx.listeners.get(EMITTED, ()):
-        await hook(tx, event)
-    tx.on_commit(lambda: ctx.hub.publish(event))
-    return event
+    for event in events:
+        for hook in ctx.listeners.get(EMITTED, ()):
+            await hook(tx, event)
+    tx.on_commit(lambda: [ctx.hub.publish(event) for event in events])

@@ -8,7 +8,7 @@ the files and translation features extend posting without another code path: eve
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ from rosetta.services.context import Context
 from rosetta.services.events import emit
 from rosetta.services.workspaces import require_open
 from rosetta.store import messages as message_store
+from rosetta.store import users as user_store
 from rosetta.store.db import Conn, Tx
 
 MAX_CONTENT_CHARS = 10_000
@@ -55,7 +56,7 @@ class AttachmentPort(Protocol):
 
 class TranslationPort(Protocol):
     def source_language(self, content: str, author_language: str) -> str: ...
-    async def enqueue(self, tx: Tx, message: sqlite3.Row, place: Place) -> None: ...
+    async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place) -> None: ...
     async def for_reader(self, conn: Conn, rows: Sequence[sqlite3.Row],
                          language: str) -> dict[str, dict[str, Any]]: ...
 
@@ -81,7 +82,7 @@ class NoTranslation:
     def source_language(self, content: str, author_language: str) -> str:
         return author_language
 
-    async def enqueue(self, tx: Tx, message: sqlite3.Row, place: Place) -> None:
+    async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place) -> None:
         return None
 
     async def for_reader(self, conn: Conn, rows: Sequence[sqlite3.Row],
@@ -136,18 +137,20 @@ class MessageService:
         await self.attachments.check(self.ctx.db.reader, author.files_owner_id, attachment_ids)
         source = self.translations.source_language(content, author.language)
         message_id = new_id()
+        # Who the author looks like, read now (a direct read) rather than joined again after the
+        # insert: every statement inside the unit is a writer thread hop.
+        display = await self._author_display(author)
 
-        async def unit(tx: Tx) -> tuple[sqlite3.Row, list[dict[str, Any]]]:
+        async def unit(tx: Tx) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             now = self.ctx.now()
-            await message_store.insert(
+            inserted = await message_store.insert(
                 tx, id=message_id, workspace_id=place.workspace_id, channel_id=place.channel_id,
                 conversation_id=place.conversation_id, author_kind=author.kind, author_id=author.id,
                 author_name=author.name, author_avatar_url=author.avatar_url, content=content,
                 source_language=source, skip_translation=skip_translation, parent_message_id=parent_id, now=now,
             )
             attached = await self.attachments.claim(tx, message_id, author.files_owner_id, attachment_ids)
-            row = await message_store.by_id(tx, message_id)
-            assert row is not None
+            row = {**dict(inserted), **display}
             if not skip_translation:
                 await self.translations.enqueue(tx, row, place)
             neutral = views.message(row, row["source_language"], None, attached)
@@ -160,13 +163,23 @@ class MessageService:
         language = reader_language or author.language
         return views.message(row, language, None if skip_translation else self._pending(row, language), attached)
 
+    async def _author_display(self, author: Author) -> dict[str, Any]:
+        """``author_display_name``/``_avatar`` as the message query would join them."""
+        name, avatar = author.name, author.avatar_url
+        if author.kind != "webhook" and (name is None or avatar is None):
+            user = await user_store.by_id(self.ctx.db.reader, author.id)
+            if user is not None:
+                name = name if name is not None else user["name"]
+                avatar = avatar if avatar is not None else user["avatar_url"]
+        return {"author_display_name": name, "author_display_avatar": avatar}
+
     async def post_as_member(self, principal: Principal, channel: sqlite3.Row, content: str,
                              **options: Any) -> dict[str, Any]:
         """A workspace member posts in a channel they may read (``channel`` from require_readable_channel)."""
         author = Author("user", principal.user_id, channel["reader_language"], files_owner_id=principal.user_id)
         return await self.post(author, channel_place(channel), content, **options)
 
-    def _pending(self, row: sqlite3.Row, language: str) -> dict[str, Any] | None:
+    def _pending(self, row: Mapping[str, Any], language: str) -> dict[str, Any] | None:
         """Right after posting, a reader of another language waits for a translation."""
         if isinstance(self.translations, NoTranslation) or views.same_language(language, row["source_language"]):
             return None

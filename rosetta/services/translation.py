@@ -18,7 +18,7 @@ import logging
 import random
 import sqlite3
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,7 +28,7 @@ from rosetta.errors import NotFound
 from rosetta.ids import looks_like_id
 from rosetta.services import views
 from rosetta.services.context import Context
-from rosetta.services.events import emit
+from rosetta.services.events import emit, emit_many
 from rosetta.store import channels as channel_store
 from rosetta.store import messages as message_store
 from rosetta.store import translations as store
@@ -144,15 +144,20 @@ class TranslationService:
             return author_language
         return self.detector.detect(content, author_language)
 
-    async def enqueue(self, tx: Tx, message: sqlite3.Row, place: Place) -> None:
-        """In the posting transaction: one job per distinct reader language other than the source."""
+    async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place) -> None:
+        """In the posting transaction: one job per distinct reader language other than the source.
+
+        The readers are looked up on a reader connection, not the writer: a direct read instead of a
+        writer thread hop. Someone joining in the same instant reads the message on demand instead.
+        """
         if not self.enabled or message["skip_translation"]:
             return
         lookup = self.reader_languages.get(place.audience_kind)
         if lookup is None:
             return
         source = message["source_language"]
-        languages = sorted({lang for lang in await lookup(tx, place) if lang and not views.same_language(lang, source)})
+        readers = await lookup(self.ctx.db.reader, place)
+        languages = sorted({lang for lang in readers if lang and not views.same_language(lang, source)})
         if not languages:
             return
         await store.add_jobs(tx, message["id"], languages, place.audience_kind, place.audience_id, self.ctx.now())
@@ -283,6 +288,7 @@ class TranslationService:
             now = iso(now_moment)
             # One statement for all results: each awaited statement costs a thread hop while sends wait.
             finished = [(j.message_id, j.language, j.lease, j.content) for j in jobs if j.content is not None]
+            announcements: list[tuple[str, str, str, dict[str, Any]]] = []
             stored = await store.complete_many(tx, finished, now) if finished else set()  # type: ignore[arg-type]
             for job in jobs:
                 if job.content is not None:
@@ -309,7 +315,8 @@ class TranslationService:
                     continue
                 payload = {**views.message(row, job.language, state, attachments.get(row["id"])),
                            "language": job.language}
-                await emit(self.ctx, tx, "message.translated", job.audience_kind, job.audience_id, payload)
+                announcements.append(("message.translated", job.audience_kind, job.audience_id, payload))
+            await emit_many(self.ctx, tx, announcements)
             if memory:
                 await store.memory_store(tx, memory, now)
 

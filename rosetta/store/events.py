@@ -20,6 +20,25 @@ async def append(tx: Tx, name: str, audience_kind: str, audience_id: str, payloa
     return int(row[0])
 
 
+async def append_many(tx: Tx, rows: list[tuple[str, str, str, dict[str, Any]]], now: str) -> list[int]:
+    """Append ``(name, audience_kind, audience_id, payload)`` rows in ONE statement; their seqs in order.
+
+    One statement is one writer hop however many events. Rows of one INSERT take increasing
+    AUTOINCREMENT seqs in VALUES order; RETURNING lists them in no promised order, so they are sorted.
+    """
+    if not rows:
+        return []
+    values = ", ".join("(?, ?, ?, ?, ?)" for _ in rows)
+    params: list[Any] = []
+    for name, audience_kind, audience_id, payload in rows:
+        params += [name, audience_kind, audience_id, json.dumps(payload, separators=(",", ":")), now]
+    found = await tx.fetch_all(
+        f"INSERT INTO events (name, audience_kind, audience_id, payload, created_at) VALUES {values} RETURNING seq",
+        params,
+    )
+    return sorted(int(row[0]) for row in found)
+
+
 async def after(conn: Conn, seq: int, limit: int) -> list[sqlite3.Row]:
     return await conn.fetch_all("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
 

@@ -16,14 +16,18 @@ MESSAGE_SELECT = (
 async def insert(tx: Tx, *, id: str, workspace_id: str | None, channel_id: str | None,
                  conversation_id: str | None, author_kind: str, author_id: str, author_name: str | None,
                  author_avatar_url: str | None, content: str, source_language: str, skip_translation: bool,
-                 parent_message_id: str | None, now: str) -> None:
-    await tx.execute(
+                 parent_message_id: str | None, now: str) -> sqlite3.Row:
+    """Insert and return the stored row (RETURNING: no second read of it)."""
+    row = await tx.fetch_one(
         "INSERT INTO messages (id, workspace_id, channel_id, conversation_id, author_kind, author_id,"
         " author_name, author_avatar_url, original_content, source_language, skip_translation,"
-        " parent_message_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " parent_message_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING *",
         (id, workspace_id, channel_id, conversation_id, author_kind, author_id, author_name, author_avatar_url,
          content, source_language, int(skip_translation), parent_message_id, now, now),
     )
+    assert row is not None
+    return row
 
 
 async def by_id(conn: Conn, message_id: str) -> sqlite3.Row | None:
