@@ -1,8 +1,10 @@
 """Outgoing webhooks: signed delivery from the outbox, retries with backoff, and the SSRF guard."""
 
+import asyncio
 import hashlib
 import hmac
 import json
+import socket
 from ipaddress import ip_address
 
 import pytest
@@ -224,3 +226,23 @@ async def test_redirect_to_loopback_is_refused_hop_by_hop(api, server, receiver)
     fetched = await ssrf.guarded_fetch(f"{receiver.url}/hop", allowed_hosts=("127.0.0.1",), body=b"{}")
     assert (fetched.status, fetched.url) == (200, f"{receiver.url}/final")
     assert receiver.calls[-1].method == "POST" and receiver.calls[-1].body == b"{}"  # 307 keeps method and body
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_connection_uses_the_checked_address_whatever_the_case_of_the_host(receiver, monkeypatch):
+    # The guard resolves the host once; the connection must reuse that answer. Tornado looks the
+    # override up by the host as written in the URL (not lowercased): "REBIND.test" must still hit it,
+    # or a second resolution (DNS rebinding to loopback) would decide where the request goes.
+    loop = asyncio.get_running_loop()
+    original = loop.getaddrinfo
+
+    async def fake(host, *args, **kwargs):
+        if host.lower() == "rebind.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", receiver.port))]
+        return await original(host, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "getaddrinfo", fake)
+    fetched = await ssrf.guarded_fetch(f"http://REBIND.test:{receiver.port}/case", allowed_hosts=("rebind.test",),
+                                       body=b"{}")
+    assert fetched.status == 200
+    assert [c.path for c in receiver.calls] == ["/case"]

@@ -29,6 +29,17 @@ MAX_REDIRECTS = 3
 MAX_RESPONSE_BYTES = 256 * 1024
 
 
+class _AnyCaseHost(dict):
+    """The override mapping, looked up case-insensitively: Tornado asks by the host as written in the
+    URL ("EVIL.example"), the guard checked its lowercase form; a miss would resolve the name again."""
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and dict.__contains__(self, key.lower())
+
+    def __getitem__(self, key: str) -> str:
+        return dict.__getitem__(self, key.lower())
+
+
 class Refused(Exception):
     """The URL points somewhere the server must not connect to (or is not a URL at all)."""
 
@@ -133,7 +144,8 @@ async def guarded_fetch(url: str, *, method: str = "POST", headers: Mapping[str,
     for _ in range(max_redirects + 1):
         target = await resolve_checked(current, allowed)
         # Connect to the checked address; TLS still verifies the certificate against the host name.
-        resolver = OverrideResolver(resolver=DefaultExecutorResolver(), mapping={target.host: target.address})
+        pinned = _AnyCaseHost({target.host: target.address})
+        resolver = OverrideResolver(resolver=DefaultExecutorResolver(), mapping=pinned)
         client = SimpleAsyncHTTPClient(force_instance=True, resolver=resolver, max_body_size=max_bytes,
                                        max_buffer_size=max_bytes)
         try:
