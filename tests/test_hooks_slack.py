@@ -1,6 +1,7 @@
 """The Slack/Mattermost-compatible hook (/api/v1/hooks/{secret}), its renderer, and apprise posting into it."""
 
 import json
+import logging
 from urllib.parse import urlencode
 
 import apprise
@@ -127,3 +128,16 @@ async def test_apprise_mattermost_notifier_posts_into_the_hook(api, server, tmp_
     assert "Backup finished on nas01" in general[0]["original_content"]
     assert general[0]["author"]["kind"] == "webhook" and general[0]["author"]["id"] == hook["id"]
     assert general[0]["author"]["name"] == "Apprise"  # apprise sends username=<its app id>
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_secret_in_the_url_never_reaches_the_access_log(api, caplog):
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    hook = await make_webhook(api, owner, ws, name="Grafana")
+    caplog.set_level(logging.INFO, logger="tornado.access")
+    assert (await post_hook(api, hook["secret"], {"text": "hello"})).status == 200
+    assert (await post_hook(api, hook["secret"] + "x", {"text": "hello"})).status == 404
+    logged = [record.getMessage() for record in caplog.records if record.name == "tornado.access"]
+    assert any("/hooks/" in line for line in logged), logged
+    assert not any(hook["secret"] in line for line in logged), logged

@@ -20,6 +20,10 @@ from rosetta.services.messages import MAX_CONTENT_CHARS
 class SlackHookHandler(BaseHandler):
     public = True
 
+    def _request_summary(self) -> str:
+        # The URL is the credential: the access log must never record it.
+        return f"{self.request.method} /api/v1/hooks/<secret> ({self.request.remote_ip})"
+
     def payload(self) -> Any:
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         raw = self.body_bytes
