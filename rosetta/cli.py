@@ -195,7 +195,7 @@ async def token_create(config: Config, args: argparse.Namespace) -> int:
     if args.expires_at:
         try:
             moment = parse_iso(args.expires_at)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise Invalid.one("expires_at", "The expires_at field must be an ISO 8601 date.") from None
         expires_at = iso(moment.astimezone(UTC))
     async with offline_app(config) as app:

@@ -126,3 +126,22 @@ async def test_unknown_ids_are_404(api):
         response = await api.request(method, path, body, token=team.owner.token)
         assert response.status == 404, (method, path, response)
         assert response.json["message"] == "Not found."
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_json_nested_past_the_parser_stack_is_400_not_500(api):
+    # 100 KB of "[" (well under max_body_mb) makes json.loads raise RecursionError, not ValueError.
+    for raw in (b"[" * 100_000, b'{"a":' * 50_000):
+        response = await api.request("POST", "/auth/app/login", raw=raw, headers={"Content-Type": "application/json"})
+        assert response.status == 400 and response.json == {"message": "Malformed JSON body."}, response
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_token_expiry_outside_utc_range_is_422_not_500(api):
+    team, _ = await fixture_paths(api)
+    for moment in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-05:00"):
+        response = await api.post("/me/tokens", {"name": "bot", "abilities": ["automation"], "expires_at": moment},
+                                  token=team.owner.token)
+        assert response.status == 422 and "expires_at" in response.json["errors"], (moment, response)
+    listed = await api.get("/me/tokens", token=team.owner.token)
+    assert listed.json["data"] == []  # nothing half-written

@@ -153,6 +153,9 @@ async def test_token_create_refusals(server: Server, api: Api) -> None:
     bad_date = await rosetta("token", "create", "--email", "ana@example.test", "--name", "n", "--ability",
                              "automation", "--expires-at", "tomorrow", data_dir=data_dir)
     assert bad_date.code == 1 and "expires_at" in bad_date.err
+    out_of_range = await rosetta("token", "create", "--email", "ana@example.test", "--name", "n", "--ability",
+                                 "automation", "--expires-at", "9999-12-31T23:00:00-05:00", data_dir=data_dir)
+    assert out_of_range.code == 1 and "expires_at" in out_of_range.err and "Traceback" not in out_of_range.err
     past = await rosetta("token", "create", "--email", "ana@example.test", "--name", "n", "--ability",
                          "automation", "--expires-at", "2001-01-01T00:00:00+00:00", data_dir=data_dir)
     assert past.code == 1 and "future" in past.err

@@ -135,7 +135,7 @@ class TokensHandler(BaseHandler):
         if expires_at is not None:
             try:
                 expires_at = parse_iso(expires_at).isoformat(timespec="microseconds")
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 pushed past UTC's range
                 v.fail("expires_at", "The expires_at field must be an ISO 8601 date.")
                 expires_at = None
         v.done()

@@ -171,7 +171,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise Malformed()
         try:
             value = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested past the C stack
             raise Malformed() from None
         if not isinstance(value, dict):
             raise Malformed("The JSON body must be an object.")
