@@ -1,6 +1,7 @@
 """Push delivery to local peers speaking Expo's push API, ntfy, and FCM HTTP v1 (with its OAuth token exchange)."""
 
 import json
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -8,6 +9,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tornado.websocket import websocket_connect
 
 from rosetta.services.push import backoff_s, mentioned_handles
+from rosetta.store import push as push_store
 from tests.peers import Answer, Receiver
 from tests.support import register, workspace_with
 
@@ -217,3 +219,22 @@ async def test_a_transferred_device_gets_nothing_queued_for_its_previous_owner(a
     await add_device(api, otto, "expo", "ExponentPushToken[shared]")  # the phone now signs in as Otto
     assert await server.app.jobs.run_once("push.deliver") == 0
     assert providers.sent() == []
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_unexpected_sender_error_counts_as_an_attempt_and_ends_failed(api, server, clock):
+    # A credentials file that is not JSON makes google-auth raise (JSONDecodeError) inside the FCM sender: that
+    # row must not stay due forever with its attempts unchanged (a retry loop without a cap).
+    Path(server.app.config.push.fcm_credentials_file).write_text("not json")  # noqa: ASYNC240 - tiny test file
+    owen, mia = await register(api, "Owen"), await register(api, "Mia")
+    ws = await workspace_with(api, owen, mia)
+    await add_device(api, mia, "fcm", "fcm-mia")
+    await say(api, owen, ws, "@mia are you there")
+    max_attempts = server.app.config.push.max_attempts
+    for attempt in range(1, max_attempts + 1):
+        assert await server.app.jobs.run_once("push.deliver") == 1
+        [row] = await push_store.for_user(server.app.db.reader, mia.id)
+        assert row["attempts"] == attempt and "unexpected error" in row["last_error"]
+        clock.advance(seconds=backoff_s(attempt) + 1)
+    assert row["status"] == "failed"
+    assert await server.app.jobs.run_once("push.deliver") == 0

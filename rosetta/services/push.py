@@ -116,8 +116,13 @@ class PushService:
             async with gate:
                 try:
                     await self._deliver(row)
-                except Exception:  # one bad row must not stop the batch; it stays due and is retried
+                except Exception as exc:  # one bad row must not stop the batch
                     log.exception("push %s failed unexpectedly", row["id"])
+                    # Counted as an attempt: a sender that always raises must not retry without a cap.
+                    try:
+                        await self._record(row, Outcome("retry", f"unexpected error: {type(exc).__name__}: {exc}"))
+                    except Exception:
+                        log.exception("recording the failure of push %s failed", row["id"])
 
         await asyncio.gather(*(one(row) for row in due))
         cutoff = iso(self.ctx.clock.now() - timedelta(days=KEEP_FAILED_DAYS))
