@@ -40,6 +40,7 @@ class Provider:
         self.sign_with = self.key
         self.audience = CLIENT_ID
         self.exp_offset = 300
+        self.email_verified: object = True
         self.port = 0
         self.server: tornado.httpserver.HTTPServer | None = None
 
@@ -55,7 +56,7 @@ class Provider:
         now = int(self.clock.now().timestamp())
         claims = {"iss": self.issuer, "aud": self.audience, "sub": grant["sub"], "iat": now,
                   "exp": now + self.exp_offset, "nonce": grant["nonce"], "email": grant["email"],
-                  "email_verified": True, "name": grant.get("name", "Idp User")}
+                  "email_verified": self.email_verified, "name": grant.get("name", "Idp User")}
         return jwt.encode(claims, self.sign_with, algorithm="RS256", headers={"kid": "k1"})
 
     def approve(self, authorize_url: str, sub: str, email: str, code: str = "code-1") -> dict[str, str]:
@@ -163,6 +164,17 @@ async def test_oidc_login_creates_the_account_then_signs_it_in(api, server, idp)
     accounts = await api.get("/auth/app/social/accounts", token=second.json["access_token"])
     [linked] = accounts.json["data"]
     assert set(linked) == {"id", "provider", "email", "created_at"} and linked["provider"] == "idp"
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("claim", [False, "true", None])
+async def test_an_unverified_provider_email_creates_no_account(api, server, idp, claim):
+    # Else anyone could pre-register a victim's address at a lax provider and keep access through the link.
+    idp.email_verified = claim
+    params = idp.approve(await start_login(api), "sub-1", "mia@example.test")
+    refused = await callback(api, params)
+    assert refused.status == 422 and "email" in refused.json["errors"], refused
+    assert await server.app.db.reader.fetch_value("SELECT COUNT(*) FROM users") == 0
 
 
 @pytest.mark.gen_test(timeout=30)

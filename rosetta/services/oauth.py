@@ -326,6 +326,11 @@ class OAuthService:
                 return "ok", await sign_in(tx, user["id"])
             if who.email is None:
                 return "no_email", None
+            # An unverified provider address must not create an account: anyone could pre-register the
+            # victim's email at a lax provider, then keep access through this link once the victim
+            # takes the account over by one-time code or password reset (pre-account hijacking).
+            if not who.email_verified:
+                return "unverified", None
             if await user_store.by_email(tx, who.email) is not None:
                 return "email_taken", None
             if not self.ctx.config.auth.registration_open:
@@ -346,6 +351,8 @@ class OAuthService:
             raise Forbidden("Registration is closed.", code="registration_closed")
         if verdict == "no_email":
             raise Invalid.one("email", f"The {who.provider} account did not share an email address.")
+        if verdict == "unverified":
+            raise Invalid.one("email", f"The {who.provider} account's email address is not verified.")
         if verdict == "email_taken":
             raise Invalid.one("email", f"An account with this email already exists. Sign in to it, then link "
                                        f"{who.provider} from your account.")
