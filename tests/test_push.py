@@ -238,3 +238,19 @@ async def test_an_unexpected_sender_error_counts_as_an_attempt_and_ends_failed(a
         clock.advance(seconds=backoff_s(attempt) + 1)
     assert row["status"] == "failed"
     assert await server.app.jobs.run_once("push.deliver") == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_reader_removed_before_delivery_gets_no_push(api, server, providers):
+    # Who may see the message is decided again at send time, as the hub does for events: a member
+    # removed between the mention and the push job must not get the text on their lock screen.
+    owen, mia = await register(api, "Owen"), await register(api, "Mia")
+    ws = await workspace_with(api, owen, mia)
+    await add_device(api, mia, "expo", "ExponentPushToken[mia]")
+    await say(api, owen, ws, "@mia the new salary table")
+    members = (await api.get(f"/workspaces/{ws['id']}/members", token=owen.token)).json["data"]
+    [member] = [m for m in members if m["user"]["id"] == mia.id]
+    assert (await api.delete(f"/workspaces/{ws['id']}/members/{member['id']}", token=owen.token)).status == 204
+    await server.app.jobs.run_once("push.deliver")
+    assert providers.sent() == []
+    assert await push_store.for_user(server.app.db.reader, mia.id) == []

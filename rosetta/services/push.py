@@ -35,6 +35,7 @@ from rosetta.store import channels as channel_store
 from rosetta.store import devices as device_store
 from rosetta.store import messages as message_store
 from rosetta.store import push as push_store
+from rosetta.store import realtime as realtime_store
 from rosetta.store.db import Tx
 
 log = logging.getLogger("rosetta.push")
@@ -132,7 +133,9 @@ class PushService:
     async def _deliver(self, row: sqlite3.Row) -> None:
         reader = self.ctx.db.reader
         message = await message_store.by_id(reader, row["message_id"])
-        if message is None or message["deleted_at"] is not None:
+        if (message is None or message["deleted_at"] is not None or row["device_user_id"] != row["user_id"]
+                or not await self._may_read(message, row["user_id"])):
+            # Gone, or the recipient lost access since it was queued (removed, left, deactivated).
             await self.ctx.db.write(lambda tx: push_store.remove(tx, row["id"]))
             return
         shown = (await self.messages.render(reader, [message], row["language"]))[0]
@@ -147,6 +150,17 @@ class PushService:
             return
         outcome = await self.senders[row["provider"]].send(row["push_token"], self.notification(row, shown))
         await self._record(row, outcome)
+
+    async def _may_read(self, message: sqlite3.Row, user_id: str) -> bool:
+        """Decided again at send time, as the hub does for events."""
+        reader = self.ctx.db.reader
+        if message["channel_id"]:
+            rows = await channel_store.readers(reader, message["channel_id"])
+        elif message["conversation_id"]:
+            rows = await realtime_store.conversation_readers(reader, message["conversation_id"])
+        else:
+            return False
+        return any(r["user_id"] == user_id for r in rows)
 
     @staticmethod
     def notification(row: sqlite3.Row, shown: dict) -> Notification:
