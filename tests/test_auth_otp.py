@@ -142,6 +142,18 @@ async def test_bad_input_is_422_naming_the_field(api, server, mailbox):
 
 
 @pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("email", ["mia,eve@example.test", "mia;eve@example.test", "g:eve@example.test;",
+                                   '"eve"@example.test', "mia\u0001@example.test", "(c)eve@example.test"])
+async def test_addresses_a_mail_header_reads_otherwise_are_422(api, server, mailbox, email):
+    # "mia,eve@example.test" in a To header is two recipients: the code would reach eve@example.test.
+    response = await api.post("/auth/app/otp", {"email": email})
+    assert response.status == 422 and "email" in response.json["errors"], response
+    await deliver(server)
+    assert mailbox.messages == []
+    assert await server.app.db.reader.fetch_value("SELECT COUNT(*) FROM mail_outbox") == 0
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_web_otp_establishes_a_session(api, server, mailbox):
     browser = Browser(api)
     await browser.csrf()

@@ -14,7 +14,10 @@ from typing import Any
 from rosetta.errors import Invalid
 from rosetta.ids import looks_like_id
 
-EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# No whitespace, controls or the characters a mail header reads as address syntax ("a,b@x" is two
+# recipients, "g:b@x;" a group): the stored address must be the one the mail goes to.
+_EMAIL_CHAR = r'[^@\s\x00-\x1f\x7f,;:<>()\[\]\\"]'
+EMAIL_RE = re.compile(rf"^{_EMAIL_CHAR}{{1,64}}@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+$")
 LANGUAGE_RE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,2}$")
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MISSING = object()
