@@ -371,3 +371,19 @@ async def test_read_reaches_the_readers_other_connections_only(server, api, rt):
     # Bea is another user: Ana's read is not hers to hear.
     await ws_b.write_message(json.dumps({"type": "ping"}))
     assert await next_live(ws_b) == {"type": "pong"}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_resume_point_beyond_sqlite_integers_is_refused_not_a_replay_crash(server, api, rt):
+    # 2**63 does not fit an SQLite INTEGER: the replay query raised OverflowError, the socket closed
+    # with 4008 "resume again", and a client retrying the same point looped forever.
+    ana = await register(api, "Ana")
+    with pytest.raises(HTTPClientError) as bad:
+        await rt.connect(ana.token, f"after={2 ** 63}")
+    assert bad.value.code == 422
+    ws, _ = await rt.hello(ana.token)
+    await ws.write_message(json.dumps({"type": "resume", "after": 2 ** 63}))
+    answer = await frame(ws)
+    assert answer is not None and answer["type"] == "error", answer
+    await ws.write_message(json.dumps({"type": "ping"}))
+    assert await frame(ws) == {"type": "pong"}  # still open

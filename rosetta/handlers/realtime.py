@@ -36,6 +36,7 @@ MAX_CLIENT_FRAME = 64 * 1024  # client frames are tiny JSON commands
 TYPING_EVERY_S = 3.0  # at most one typing relay per connection and place in this window
 SSE_RETRY_MS = 3000
 PONG = Control({"type": "pong"})
+MAX_SEQ = 2**63 - 1  # SQLite's INTEGER: a larger resume point would crash the replay query (OverflowError)
 
 
 def parse_after(raw: str | None, field: str) -> int | None:
@@ -47,6 +48,8 @@ def parse_after(raw: str | None, field: str) -> int | None:
         raise Invalid.one(field, f"The {field} must be an integer.") from None
     if value < 0:
         raise Invalid.one(field, f"The {field} must be at least 0.")
+    if value > MAX_SEQ:
+        raise Invalid.one(field, f"The {field} must not be greater than {MAX_SEQ}.")
     return value
 
 
@@ -175,7 +178,7 @@ class RealtimeSocketHandler(RealtimeMixin, BaseHandler, tornado.websocket.WebSoc
             sub.control(PONG)
         elif kind == "resume":
             after = frame.get("after")
-            if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_SEQ:
                 sub.control(Control({"type": "error", "message": "The after field must be a seq (an integer >= 0)."}))
             elif not sub.resumed:
                 self.resume(sub, after)
