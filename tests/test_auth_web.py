@@ -145,6 +145,21 @@ async def test_web_logout_destroys_the_session(api, server):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_app_logout_with_the_session_cookie_closes_that_session(api, server):
+    # It answered "Logged out successfully." and left the session signed in.
+    ana = await register(api, "Ana")
+    browser = await web_login(api, ana)
+    secret = browser.cookies["rosetta_session"]
+    assert (await browser.post("/auth/app/logout", xsrf=None)).status == 419
+    out = await browser.post("/auth/app/logout")
+    assert out.status == 200 and out.json == {"message": "Logged out successfully."}
+    replay = Browser(api)
+    replay.cookies["rosetta_session"] = secret
+    assert (await replay.get("/me")).status == 401
+    assert (await api.get("/me", token=ana.token)).status == 200  # other credentials live on
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_change_password_keeps_this_session_and_revokes_the_others(api, server):
     ana = await register(api, "Ana")
     here = await web_login(api, ana)

@@ -111,6 +111,16 @@ class AccountService:
         return functools.partial(self.sign_in_tx, device_name=device_name)
 
     async def logout(self, principal: Principal) -> None:
+        """Revoke the credential of this request: its token, or its web session (app logout with a cookie)."""
+        if principal.session_id is not None:
+            session_id = principal.session_id
+
+            async def close(tx: Tx) -> None:
+                await auth_store.session_delete(tx, session_id)
+                tx.on_commit(lambda: notify(self.ctx, "tokens.revoked", [session_id]))
+
+            await self.ctx.db.write(close)
+            return
         if principal.token_id is None:
             return
         token_id = principal.token_id
