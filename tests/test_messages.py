@@ -121,3 +121,14 @@ async def test_replies_stay_in_their_channel(api):
     unknown = await api.post(messages_path(team), {"content": "x", "parent_message_id": "01arz3ndektsv4rrffq69g5fav"},
                              token=team.member.token)
     assert unknown.status == 422 and "parent_message_id" in unknown.json["errors"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_reply_lookup_is_indexed(server):
+    """Deleting a message (a channel delete, a room purge) makes SQLite look for its replies to set
+    ``parent_message_id`` NULL; without an index that is a full scan of messages per deleted row."""
+    assert server.app is not None
+    plan = await server.app.db.reader.fetch_all(
+        "EXPLAIN QUERY PLAN SELECT 1 FROM messages WHERE parent_message_id = ?", ("01arz3ndektsv4rrffq69g5fav",))
+    details = " ".join(row["detail"] for row in plan)
+    assert "USING" in details and "INDEX" in details, details
