@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from rosetta.errors import Forbidden
+from rosetta.services.auth import Principal
 from tests.rest_support import events, make_team, member_id
 from tests.support import register, workspace_with
 
@@ -159,3 +163,39 @@ async def test_member_of_another_workspace_is_404(api):
     assert cross.status == 404
     assert (await api.delete(f"/workspaces/{mine['id']}/members/{their_member}", token=owner.token)).status == 404
     assert (await api.delete(f"/workspaces/{mine['id']}/members/zzz", token=owner.token)).status == 404
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_role_rules_hold_against_a_concurrent_promotion(api, server):
+    """An admin demoting a member while the owner promotes that member to owner: the rules are
+    checked against the roles as they are inside the write, so the admin cannot demote an owner."""
+    team = await make_team(api)
+    app = server.app
+    assert app is not None
+    mia = await member_id(api, team.id, team.member, team.owner.token)
+    owner, admin = Principal("user", team.owner.id), Principal("user", team.admin.id)
+    results = await asyncio.gather(
+        app.members.update(team.id, mia, owner, role="owner"),
+        app.members.update(team.id, mia, admin, role="member"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Forbidden), results
+    listed = await api.get(path(team), token=team.owner.token)
+    assert [m["role"] for m in listed.json["data"]] == ["owner", "admin", "owner"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_removal_rules_hold_against_a_concurrent_promotion(api, server):
+    team = await make_team(api)
+    app = server.app
+    assert app is not None
+    mia = await member_id(api, team.id, team.member, team.owner.token)
+    owner, admin = Principal("user", team.owner.id), Principal("user", team.admin.id)
+    results = await asyncio.gather(
+        app.members.update(team.id, mia, owner, role="admin"),
+        app.members.remove(team.id, mia, admin),
+        return_exceptions=True,
+    )
+    assert isinstance(results[1], Forbidden), results  # only owners remove admins
+    listed = await api.get(path(team), token=team.owner.token)
+    assert [m["role"] for m in listed.json["data"]] == ["owner", "admin", "admin"]

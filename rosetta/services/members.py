@@ -48,6 +48,13 @@ class MemberService:
             raise NotFound()
         return row
 
+    async def _actor_role(self, conn: Conn, workspace_id: str, principal: Principal) -> str:
+        """The caller's role now; 404 when they left or were removed meanwhile."""
+        row = await workspace_store.member(conn, workspace_id, principal.user_id)
+        if row is None:
+            raise NotFound()
+        return str(row["role"])
+
     async def update(self, workspace_id: str, member_id: str, principal: Principal, *, role: str | None,
                      preferred_language: Any = UNSET) -> sqlite3.Row:
         """Change a member's role and/or (own) reading language; returns the member row."""
@@ -62,6 +69,11 @@ class MemberService:
 
         async def unit(tx: Tx) -> sqlite3.Row:
             current = await self._target(tx, workspace["id"], target["id"])
+            if role is not None and role != current["role"]:
+                # Again with the roles as they are now: a concurrent promotion or demotion of either
+                # side may have changed what the actor is allowed to do.
+                check_role_change(await self._actor_role(tx, workspace["id"], principal), current["role"], role,
+                                  is_self)
             new_role = current["role"] if role is None else role
             if current["role"] == "owner" and new_role != "owner" \
                     and await workspace_store.count_owners(tx, workspace["id"]) <= 1:
@@ -93,6 +105,10 @@ class MemberService:
 
         async def unit(tx: Tx) -> None:
             current = await self._target(tx, workspace["id"], target["id"])
+            if not is_self:  # the rules again, with the roles as they are inside the write
+                actor_role = await self._actor_role(tx, workspace["id"], principal)
+                if actor_role not in ADMIN_ROLES or (current["role"] in ADMIN_ROLES and actor_role != "owner"):
+                    raise Forbidden()
             if current["role"] == "owner" and await workspace_store.count_owners(tx, workspace["id"]) <= 1:
                 raise Forbidden(code=LAST_OWNER)
             await workspace_store.remove_member(tx, workspace["id"], current["id"], current["user_id"])
