@@ -180,6 +180,21 @@ async def test_login_limit_is_also_per_account(api):
     assert limited.status == 429  # a new address does not reset the account's budget
 
 
+@pytest.mark.parametrize("server_overrides", [{"limits": {"login_per_minute": 2}}])
+@pytest.mark.gen_test
+async def test_change_password_guesses_are_rate_limited_per_user(api, clock):
+    ana = await register(api, "Ana")
+    new = "brand-new-pass"
+    guess = {"current_password": "not-it-at-all", "password": new, "password_confirmation": new}
+    for _ in range(2):
+        assert (await api.post("/auth/app/change-password", guess, token=ana.token)).status == 422
+    right = {**guess, "current_password": ana.password}
+    limited = await api.post("/auth/app/change-password", right, token=ana.token)
+    assert limited.status == 429 and "Retry-After" in limited.headers
+    clock.advance(seconds=61)
+    assert (await api.post("/auth/app/change-password", right, token=ana.token)).status == 200
+
+
 async def register_from(api, n, address):
     return await api.post("/auth/app/register", {
         "name": f"U{n}", "email": f"u{n}@example.test", "password": "correct-horse-1",

@@ -88,6 +88,8 @@ class LogoutHandler(BaseHandler):
 class ChangePasswordHandler(BaseHandler):
     async def post(self) -> None:
         assert self.principal
+        # A stolen token must not become a fast oracle for the current password: the login limit.
+        self.rate_limit("change-password", self.principal.user_id, self.app.config.limits.login_per_minute, 60)
         v = Validator(self.json_body())
         current = v.string("current_password", required=True, max_len=10_000, strip=False)
         new = v.password(confirm=True)

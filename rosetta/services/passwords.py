@@ -6,9 +6,6 @@ import bcrypt
 
 from rosetta.services.context import Context
 
-# Checked against when an account does not exist, so a miss costs the same time as a hit.
-_DUMMY_HASH = bcrypt.hashpw(b"rosetta-timing-equalizer", bcrypt.gensalt(4)).decode()
-
 
 async def hash_password(ctx: Context, password: str) -> str:
     rounds = ctx.config.auth.bcrypt_rounds
@@ -20,6 +17,10 @@ async def verify_password(ctx: Context, password: str, stored_hash: str | None) 
     candidate = password.encode("utf-8")
     if len(candidate) > 72:
         return False
-    target = (stored_hash or _DUMMY_HASH).encode("ascii")
-    matched = await ctx.off_loop(bcrypt.checkpw, candidate, target)
-    return bool(matched) and stored_hash is not None
+    if stored_hash is None:
+        # No account (or no password): spend what a real check at the configured cost spends, so
+        # the answer's timing does not tell whether the account exists.
+        await hash_password(ctx, password)
+        return False
+    matched = await ctx.off_loop(bcrypt.checkpw, candidate, stored_hash.encode("ascii"))
+    return bool(matched)
