@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from rosetta.errors import NotFound
+from rosetta.services.auth import Principal
 from tests.rest_support import events, make_team
 
 
@@ -139,3 +143,19 @@ async def test_wrong_passwords_are_rate_limited_per_user_and_channel(api, clock)
     assert other.status == 404  # an outsider does not even learn the channel exists
     clock.advance(seconds=61)
     assert (await api.post(join, {"password": "open-sesame"}, token=team.member.token)).status == 200
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_join_racing_a_channel_delete_is_404_not_500(api, server):
+    team = await make_team(api)
+    app = server.app
+    assert app is not None
+    channel = await new_channel(api, team, password="open-sesame")
+    member = Principal("user", team.member.id)
+    seen = await app.workspaces.require_channel(team.id, channel["id"], member)
+    results = await asyncio.gather(
+        app.workspaces.delete_channel(team.id, channel["id"], Principal("user", team.owner.id)),
+        app.workspaces.join_channel(seen, member, "open-sesame"),
+        return_exceptions=True,
+    )
+    assert results[0] is None and isinstance(results[1], NotFound), results

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from rosetta.errors import NotFound
+from rosetta.services.auth import Principal
 from tests.rest_support import events, make_team
 
 
@@ -132,3 +136,21 @@ async def test_reply_lookup_is_indexed(server):
         "EXPLAIN QUERY PLAN SELECT 1 FROM messages WHERE parent_message_id = ?", ("01arz3ndektsv4rrffq69g5fav",))
     details = " ".join(row["detail"] for row in plan)
     assert "USING" in details and "INDEX" in details, details
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_post_racing_a_channel_delete_is_404_not_500(api, server):
+    """The channel is checked before the write; deleted in between, the insert's foreign key fails."""
+    team = await make_team(api)
+    app = server.app
+    assert app is not None
+    other = await api.post(f"/workspaces/{team.id}/channels", {"name": "doomed"}, token=team.owner.token)
+    channel_id = other.json["data"]["id"]
+    member = Principal("user", team.member.id)
+    channel = await app.workspaces.require_readable_channel(team.id, channel_id, member)
+    results = await asyncio.gather(
+        app.workspaces.delete_channel(team.id, channel_id, Principal("user", team.owner.id)),
+        app.messages.post_as_member(member, channel, "too late"),
+        return_exceptions=True,
+    )
+    assert results[0] is None and isinstance(results[1], NotFound), results

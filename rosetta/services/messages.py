@@ -143,12 +143,18 @@ class MessageService:
 
         async def unit(tx: Tx) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             now = self.ctx.now()
-            inserted = await message_store.insert(
-                tx, id=message_id, workspace_id=place.workspace_id, channel_id=place.channel_id,
-                conversation_id=place.conversation_id, author_kind=author.kind, author_id=author.id,
-                author_name=author.name, author_avatar_url=author.avatar_url, content=content,
-                source_language=source, skip_translation=skip_translation, parent_message_id=parent_id, now=now,
-            )
+            try:
+                inserted = await message_store.insert(
+                    tx, id=message_id, workspace_id=place.workspace_id, channel_id=place.channel_id,
+                    conversation_id=place.conversation_id, author_kind=author.kind, author_id=author.id,
+                    author_name=author.name, author_avatar_url=author.avatar_url, content=content,
+                    source_language=source, skip_translation=skip_translation, parent_message_id=parent_id,
+                    now=now,
+                )
+            except sqlite3.IntegrityError:
+                # The place was checked before the write; its channel (or the parent) was deleted since.
+                # The foreign key says so at no cost on the common path: 404, not a 500.
+                raise NotFound() from None
             attached = await self.attachments.claim(tx, message_id, author.files_owner_id, attachment_ids)
             row = {**dict(inserted), **display}
             if not skip_translation:

@@ -225,7 +225,10 @@ class WorkspaceService:
             raise Invalid.one("password", "The provided password is incorrect.")
 
         async def unit(tx: Tx) -> sqlite3.Row:
-            await channel_store.grant_access(tx, channel["id"], principal.user_id, self.ctx.now())
+            try:
+                await channel_store.grant_access(tx, channel["id"], principal.user_id, self.ctx.now())
+            except sqlite3.IntegrityError:
+                raise NotFound() from None  # the channel was deleted since it was read: its foreign key fails
             row = await channel_store.for_user(tx, channel["workspace_id"], channel["id"], principal.user_id)
             if row is None:
                 raise NotFound()
