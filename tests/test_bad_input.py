@@ -145,3 +145,13 @@ async def test_token_expiry_outside_utc_range_is_422_not_500(api):
         assert response.status == 422 and "expires_at" in response.json["errors"], (moment, response)
     listed = await api.get("/me/tokens", token=team.owner.token)
     assert listed.json["data"] == []  # nothing half-written
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_page_links_survive_a_query_that_is_not_utf8(api):
+    """Page links copy the query; an argument the route never reads may still be any bytes."""
+    team = await make_team(api)
+    for path in (f"/workspaces/{team.id}/members?x=%ff&per_page=1", "/me/files?zz=%c3"):
+        listed = await api.get(path, token=team.owner.token)
+        assert listed.status == 200, (path, listed)
+        assert "per_page" in listed.json["meta"] and listed.json["links"]["first"]

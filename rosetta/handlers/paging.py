@@ -33,7 +33,8 @@ def sort_param(handler: Any, allowed: tuple[str, ...], default: str) -> tuple[st
 def page_body(handler: Any, items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
     last_page = max(1, math.ceil(total / per_page))
     base = f"{handler.request.protocol}://{handler.request.host}{handler.request.path}"
-    query = {k: v[-1].decode() for k, v in handler.request.query_arguments.items() if k != "page"}
+    # Every argument is copied, also ones the route never read (and so never checked): any bytes.
+    query = {k: v[-1].decode("utf-8", "replace") for k, v in handler.request.query_arguments.items() if k != "page"}
 
     def link(number: int) -> str:
         return f"{base}?{urlencode({**query, 'page': number})}"
