@@ -183,7 +183,7 @@ async def test_a_crashed_workers_lease_expires_and_the_job_is_claimed_again(serv
     app = server.app
     lease = iso(clock.now() + timedelta(seconds=app.translation.lease_s))
     # A worker claims the job and dies before finishing (the claim is committed, nothing else).
-    claimed = await app.db.write(lambda tx: store.claim(tx, clock.now_iso(), lease, 10))
+    claimed = await app.db.write(lambda tx: store.claim(tx, clock.now_iso(), lease, 10, 3))
     assert len(claimed) == 1
     await server.restart()
     assert await server.app.jobs.run_once("translation.work") == 0  # still leased
@@ -191,6 +191,29 @@ async def test_a_crashed_workers_lease_expires_and_the_job_is_claimed_again(serv
     assert await server.app.jobs.run_once("translation.work") == 1
     seen = (await api.get(path, token=ana.token)).json["data"][0]
     assert seen["translation_status"] == "completed"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_job_whose_worker_dies_on_every_attempt_ends_failed(server, api, stub, clock):
+    from rosetta.clock import iso
+    from rosetta.store import translations as store
+
+    ana, bea, _ws, path = await team(api)  # translation.max_attempts = 3 here
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    for attempt in range(3):
+        app = server.app
+        lease = iso(clock.now() + timedelta(seconds=app.translation.lease_s))
+        # A worker leases the job and dies before finishing: only the claim is committed.
+        claimed = await app.db.write(lambda tx, lease=lease: store.claim(tx, clock.now_iso(), lease, 10, 3))
+        assert [(row["status"], row["attempts"]) for row in claimed] == [("pending", attempt + 1)]
+        await server.restart()
+        clock.advance(seconds=server.app.translation.lease_s + 1)
+    # Its three tries are used up: the next claim gives up on it instead of leasing it forever.
+    assert await server.app.jobs.run_once("translation.work") == 0
+    assert stub.calls("/translate") == []
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["translation_status"] == "failed" and seen["display_source"] == "original"
+    assert await server.app.jobs.run_once("translation.work") == 0  # and stays given up
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -214,9 +214,9 @@ class TranslationService:
         lease = iso(now + timedelta(seconds=self.lease_s))
 
         async def claim(tx: Tx) -> list[sqlite3.Row]:
-            return await store.claim(tx, iso(now), lease, CLAIM_LIMIT)
+            return await store.claim(tx, iso(now), lease, CLAIM_LIMIT, self.config.max_attempts)
 
-        claimed = await self.ctx.db.write(claim)
+        claimed = [row for row in await self.ctx.db.write(claim) if row["status"] == "pending"]
         if not claimed:
             return 0
         jobs = [Work(r["message_id"], r["language"], r["lease_until"], r["attempts"], r["audience_kind"],
@@ -297,8 +297,8 @@ class TranslationService:
                     self.stats["completed"] += 1
                     state = {"status": "completed", "content": job.content}
                 else:
-                    final = job.attempts + 1 >= max_attempts
-                    later = iso(now_moment + timedelta(seconds=backoff_s(job.attempts + 1, self.rng)))
+                    final = job.attempts >= max_attempts  # the claim counted this try
+                    later = iso(now_moment + timedelta(seconds=backoff_s(job.attempts, self.rng)))
                     if not await store.retry_or_fail(tx, job.message_id, job.language, job.lease,
                                                      job.error or "no result", final=final,
                                                      next_attempt_at=later, now=now):

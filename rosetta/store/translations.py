@@ -27,14 +27,28 @@ async def delete_for_message(tx: Tx, message_id: str) -> int:
     return await tx.execute("DELETE FROM message_translations WHERE message_id = ?", (message_id,))
 
 
-async def claim(tx: Tx, now: str, lease_until: str, limit: int) -> list[sqlite3.Row]:
-    """Lease up to ``limit`` due pending jobs (none leased, or the lease expired: a crashed worker's)."""
+CRASHED = "gave up: the worker stopped during every attempt"
+
+
+async def claim(tx: Tx, now: str, lease_until: str, limit: int, max_attempts: int) -> list[sqlite3.Row]:
+    """Lease up to ``limit`` due pending jobs (none leased, or the lease expired: a crashed worker's).
+
+    A lease counts as an attempt (``attempts`` is the try this lease is), so a job whose worker dies
+    every time still ends: one found with its attempts used up is marked ``failed`` instead, and
+    comes back with that status for the caller to skip. One statement: one writer hop.
+    """
     return await tx.fetch_all(
-        "UPDATE message_translations SET lease_until = ? WHERE rowid IN ("
-        " SELECT rowid FROM message_translations WHERE status = 'pending' AND next_attempt_at <= ?"
-        " AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at LIMIT ?)"
-        " RETURNING message_id, language, attempts, lease_until, audience_kind, audience_id",
-        (lease_until, now, now, limit),
+        "UPDATE message_translations SET"
+        " status = CASE WHEN attempts >= :max THEN 'failed' ELSE status END,"
+        " last_error = CASE WHEN attempts >= :max THEN :crashed ELSE last_error END,"
+        " lease_until = CASE WHEN attempts >= :max THEN NULL ELSE :lease END,"
+        " attempts = CASE WHEN attempts >= :max THEN attempts ELSE attempts + 1 END,"
+        " updated_at = :now"
+        " WHERE rowid IN ("
+        " SELECT rowid FROM message_translations WHERE status = 'pending' AND next_attempt_at <= :now"
+        " AND (lease_until IS NULL OR lease_until <= :now) ORDER BY next_attempt_at LIMIT :limit)"
+        " RETURNING message_id, language, status, attempts, lease_until, audience_kind, audience_id",
+        {"max": max_attempts, "crashed": CRASHED, "lease": lease_until, "now": now, "limit": limit},
     )
 
 
@@ -84,7 +98,7 @@ async def complete_many(tx: Tx, results: Sequence[tuple[str, str, str, str]], no
 async def retry_or_fail(tx: Tx, message_id: str, language: str, lease_until: str, error: str, *, final: bool,
                         next_attempt_at: str, now: str) -> bool:
     changed = await tx.execute(
-        "UPDATE message_translations SET attempts = attempts + 1, last_error = ?, lease_until = NULL,"
+        "UPDATE message_translations SET last_error = ?, lease_until = NULL,"
         " next_attempt_at = ?, status = ?, updated_at = ?"
         " WHERE message_id = ? AND language = ? AND lease_until = ? AND status = 'pending'",
         (error[:500], next_attempt_at, "failed" if final else "pending", now, message_id, language, lease_until),
