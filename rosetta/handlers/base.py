@@ -237,7 +237,8 @@ class BaseHandler(tornado.web.RequestHandler):
             return
         if isinstance(value, tornado.web.HTTPError) and value.status_code < 500:
             return
-        log.error("request %s %s %s failed:\n%s", self.request_id, self.request.method, self.request.path,
+        # The request summary, not the URL: routes whose URL carries a credential redact it there.
+        log.error("request %s %s failed:\n%s", self.request_id, self._request_summary(),
                   "".join(traceback.format_exception(typ, value, tb)))
 
 
