@@ -219,3 +219,19 @@ async def test_extension_keeps_guests_in(api, server, clock):
     assert (await api.get(f"/external/rooms/{room['room_id']}/messages", headers=as_guest(mei))).status == 200
     clock.advance(hours=1)
     assert (await api.get(f"/external/rooms/{room['room_id']}/messages", headers=as_guest(mei))).status == 410
+
+
+@pytest.mark.gen_test
+async def test_a_guests_role_cannot_be_changed(api):
+    dev, room = await make_room(api)
+    guest = await join(api, room)
+    members = await api.get(f"/workspaces/{room['workspace_id']}/members", token=dev.token)
+    assert members.status == 200, members
+    [row] = [m for m in members.json["data"] if m["user"]["id"] == guest["guest"]["id"]]
+    assert row["role"] == "guest"
+    for role in ("member", "admin", "owner"):
+        changed = await api.put(f"/workspaces/{room['workspace_id']}/members/{row['id']}", {"role": role},
+                                token=dev.token)
+        assert changed.status == 403 and changed.json["errors"]["code"] == ["guest_role_fixed"], changed
+    again = await api.get(f"/workspaces/{room['workspace_id']}/members", token=dev.token)
+    assert [m["role"] for m in again.json["data"] if m["id"] == row["id"]] == ["guest"]

@@ -41,8 +41,8 @@ class ChannelsHandler(BaseHandler):
 
     async def post(self, workspace_id: str) -> None:
         assert self.principal
-        # Membership before validation: an outsider learns nothing, not even which fields are wrong.
-        await self.app.workspaces.require_member(workspace_id, self.principal)
+        # Admin rights before validation, as on every admin route: others learn nothing of the fields.
+        await self.app.workspaces.require_admin(workspace_id, self.principal)
         v = Validator(self.json_body())
         name = v.string("name", required=True, max_len=100)
         slug = v.slug()

@@ -131,6 +131,9 @@ def check_role_change(actor_role: str, target_role: str, new_role: str, is_self:
         raise Invalid.one("role", f"The role field must be one of: {', '.join(ASSIGNABLE_ROLES)}.")
     if actor_role not in ADMIN_ROLES:
         raise Forbidden()
+    if target_role == "guest":
+        # A temporary room's guest stays a guest: its account, files and token end with the room.
+        raise Forbidden(code="guest_role_fixed")
     if actor_role == "owner":
         return
     # An admin: may promote members to admin and step down themself, nothing that touches owners
