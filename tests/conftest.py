@@ -10,6 +10,7 @@ import pytest
 from tornado.ioloop import IOLoop
 
 from rosetta.clock import ManualClock
+from tests.authkit import Mailbox
 from tests.support import Api, Server, test_config
 from tests.translation_stub import ProviderStub
 
@@ -49,3 +50,12 @@ def stub(io_loop: IOLoop) -> Iterator[ProviderStub]:
     io_loop.run_sync(provider.start)
     yield provider
     io_loop.run_sync(provider.stop)
+
+
+@pytest.fixture
+def mailbox() -> Iterator[Mailbox]:
+    """A running SMTP server (aiosmtpd) on a free port that keeps what it receives."""
+    box = Mailbox()
+    box.start()
+    yield box
+    box.stop()

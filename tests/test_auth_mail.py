@@ -10,6 +10,7 @@ from tests.authkit import Mailbox, deliver, smtp_overrides
 
 @pytest.fixture
 def mailbox():
+    """Not started here (overrides conftest's): these tests start and stop SMTP themselves."""
     box = Mailbox()
     yield box
     box.stop()

@@ -6,19 +6,11 @@ import asyncio
 
 import pytest
 
-from tests.authkit import Browser, Mailbox, deliver, smtp_overrides
+from tests.authkit import Browser, deliver, smtp_overrides
 from tests.support import register
 
 EMAIL = "nadia@example.test"
 INVALID = {"message": "The given data was invalid.", "errors": {"token": ["Invalid or expired OTP."]}}
-
-
-@pytest.fixture
-def mailbox():
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture

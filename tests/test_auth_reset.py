@@ -6,18 +6,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.authkit import Browser, Mailbox, deliver, query_of, smtp_overrides
+from tests.authkit import Browser, deliver, query_of, smtp_overrides
 from tests.support import register
 
 BAD_TOKEN = {"message": "The given data was invalid.", "errors": {"email": ["This password reset token is invalid."]}}
-
-
-@pytest.fixture
-def mailbox():
-    box = Mailbox()
-    box.start()
-    yield box
-    box.stop()
 
 
 @pytest.fixture

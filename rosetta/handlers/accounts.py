@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from rosetta import __version__
@@ -40,24 +41,38 @@ class HealthHandler(BaseHandler):
         self.send_json({"status": "ok", "version": __version__})
 
 
+@dataclass(frozen=True)
+class Registration:
+    name: str
+    email: str
+    password: str
+    language: str | None
+    device_name: str | None
+
+
+def registration_input(handler: BaseHandler) -> Registration:
+    """A sign-up (app or web): the per-address limit, the open-registration rule, the checked fields."""
+    handler.rate_limit("register", handler.client_address(), handler.app.config.limits.register_per_minute, 60)
+    if not handler.app.config.auth.registration_open:
+        raise Forbidden("Registration is closed.", code="registration_closed")
+    v = Validator(handler.json_body())
+    name = v.string("name", required=True, max_len=255)
+    email = v.email()
+    password = v.password(confirm=True)
+    language = v.language()
+    device = v.string("device_name", max_len=255)
+    v.done()
+    assert name and email and password
+    return Registration(name, email, password, language, device)
+
+
 class RegisterHandler(BaseHandler):
     public = True
 
     async def post(self) -> None:
-        limits = self.app.config.limits
-        self.rate_limit("register", self.client_address(), limits.register_per_minute, 60)
-        if not self.app.config.auth.registration_open:
-            raise Forbidden("Registration is closed.", code="registration_closed")
-        v = Validator(self.json_body())
-        name = v.string("name", required=True, max_len=255)
-        email = v.email()
-        password = v.password(confirm=True)
-        language = v.language()
-        device = v.string("device_name", max_len=255)
-        v.done()
-        assert name and email and password
-        signed = await self.app.accounts.register(name=name, email=email, password=password,
-                                                  preferred_language=language, device_name=device)
+        r = registration_input(self)
+        signed = await self.app.accounts.register(name=r.name, email=r.email, password=r.password,
+                                                  preferred_language=r.language, device_name=r.device_name)
         self.send_json(token_response(signed))
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from rosetta.errors import CsrfMismatch, Forbidden
-from rosetta.handlers.accounts import ChangePasswordHandler
+from rosetta.errors import CsrfMismatch
+from rosetta.handlers.accounts import ChangePasswordHandler, registration_input
 from rosetta.handlers.auth_app import SigninHandler
 from rosetta.handlers.base import BaseHandler
 from rosetta.handlers.validate import Validator
@@ -104,21 +104,10 @@ class CsrfCookieHandler(BaseHandler):
 
 class WebRegisterHandler(WebSigninHandler):
     async def post(self) -> None:
-        limits = self.app.config.limits
-        self.rate_limit("register", self.client_address(), limits.register_per_minute, 60)
-        if not self.app.config.auth.registration_open:
-            raise Forbidden("Registration is closed.", code="registration_closed")
-        v = Validator(self.json_body())
-        name = v.string("name", required=True, max_len=255)
-        email = v.email()
-        password = v.password(confirm=True)
-        language = v.language()
-        v.done()
-        assert name and email and password
+        r = registration_input(self)
         replacing = await self.current_session_id()
-
-        signed = await self.app.accounts.register(name=name, email=email, password=password,
-                                                  preferred_language=language, device_name=None,
+        signed = await self.app.accounts.register(name=r.name, email=r.email, password=r.password,
+                                                  preferred_language=r.language, device_name=None,
                                                   issue_token=False, within=self.app.sessions.opener(replacing))
         self.signed_in(signed.user, signed.extra, "Registered successfully.")
 
