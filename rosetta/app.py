@@ -58,6 +58,8 @@ from rosetta.store.db import Database
 from rosetta.translation.base import build_provider
 
 log = logging.getLogger("rosetta")
+access_log = logging.getLogger("tornado.access")
+SLOW_REQUEST_MS = 1000.0  # logged even when server.access_log = "errors"
 API_PREFIX = "/api/v1"
 MAIL_POLL_S = 5.0  # outbox poll: a code or link reaches the relay within ~5 s of the request
 SESSION_SWEEP_S = 3600.0  # expired web sessions are harmless (refused on lookup); drop them hourly
@@ -157,11 +159,22 @@ class RosettaApp:
             default_handler_args={"app": self},
             compress_response=False,
             xheaders=False,
+            log_function=self.log_request,
         )
         # One dict lookup on the first path segment instead of trying every route's regex in turn.
         application.wildcard_router.add_rules(
             [(tornado.routing.AnyMatches(), SegmentRouter(application, API_PREFIX, handlers))])
         return application
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        """The access log, as ``server.access_log`` asks: every request, only failures and slow ones, or none."""
+        mode = self.config.server.access_log
+        status, elapsed_ms = handler.get_status(), 1000.0 * handler.request.request_time()
+        if mode == "off" or (mode == "errors" and status < 400 and elapsed_ms < SLOW_REQUEST_MS):
+            return
+        level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
+        # _request_summary: handlers whose URL carries a credential (/hooks/{secret}, ?access_token=) redact it.
+        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), elapsed_ms)
 
     async def start(self) -> None:
         """Open the database (migrating it), start the jobs, listen. ``server.port = 0`` picks a free port."""
