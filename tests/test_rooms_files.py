@@ -65,3 +65,24 @@ async def test_guest_attaches_a_file_and_the_purge_removes_it(api, server, clock
     assert (await api.get(download, token=dev.token)).status == 404
     channel_path = f"/workspaces/{room['workspace_id']}/channels/{room['channel_id']}/messages"
     assert (await api.get(channel_path, token=dev.token)).json["data"] == []
+
+
+@pytest.mark.parametrize("server_overrides", [{"files": {"quota_mb": 0.001}}])  # 1,048 bytes per quota
+@pytest.mark.gen_test(timeout=30)
+async def test_a_rooms_guests_share_one_quota(api):
+    dev = await register(api, "Dev")
+    make = {"name": "Support", "ttl_hours": 1}
+    rooms = [(await api.post("/external/rooms", make, token=dev.token)).json["data"] for _ in range(2)]
+
+    async def guest(room, nickname):
+        joined = await api.post(f"/external/rooms/{room['room_id']}/guests", {"nickname": nickname})
+        assert joined.status == 201, joined
+        return {GUEST: joined.json["data"]["session"]["token"]}
+
+    mei, hans = await guest(rooms[0], "Mei"), await guest(rooms[0], "Hans")
+    assert (await upload(api, mei, content=b"x" * 700)).status == 201
+    # A second guest of the same room (a fresh join) does not bring fresh storage with it.
+    full = await upload(api, hans, content=b"y" * 700)
+    assert full.status == 422 and "file" in full.json["errors"], full
+    # Another room's guests have their own.
+    assert (await upload(api, await guest(rooms[1], "Ola"), content=b"z" * 700)).status == 201

@@ -80,7 +80,7 @@ class FileService:
             raise Invalid.one("visibility", "The selected visibility is invalid.")
         if received.size == 0:
             raise Invalid.one("file", "The file field must not be empty.")
-        await self._check_quota(principal.user_id, received.size)
+        await self._check_quota(principal, received.size)
         mime_type = sniff(received.head)  # the bytes decide; the part's Content-Type is ignored
         name = self.blobs.new_name()
         path = await self.ctx.off_loop(self.blobs.install, received.temp_path, name)
@@ -92,7 +92,7 @@ class FileService:
             file_id = new_id()
 
             async def unit(tx: Tx) -> sqlite3.Row:
-                await self._check_quota(principal.user_id, received.size, tx)  # again, inside the writer
+                await self._check_quota(principal, received.size, tx)  # again, inside the writer
                 now = self.ctx.now()
                 expires = iso(self.ctx.clock.now() + timedelta(hours=self.ctx.config.files.staging_ttl_hours))
                 await file_store.insert(
@@ -111,11 +111,17 @@ class FileService:
             raise
         return file_view(row)
 
-    async def _check_quota(self, owner_id: str, size: int, conn: Any = None) -> None:
+    async def _check_quota(self, principal: Principal, size: int, conn: Any = None) -> None:
+        """``files.quota_mb`` per user. A temporary room's guests share one: each join makes a new guest
+        user, so a per-guest quota would let anyone mint storage at the join rate."""
         quota_mb = self.ctx.config.files.quota_mb
         if quota_mb <= 0:
             return
-        used = await file_store.bytes_used(conn or self.ctx.db.reader, owner_id)
+        conn = conn or self.ctx.db.reader
+        if principal.kind == "guest" and principal.room_id is not None:
+            used = await file_store.bytes_used_by_room_guests(conn, principal.room_id)
+        else:
+            used = await file_store.bytes_used(conn, principal.user_id)
         if used + size > quota_mb * MIB:
             raise Invalid.one("file", QUOTA_MESSAGE)
 

@@ -33,6 +33,13 @@ async def bytes_used(conn: Conn, owner_id: str) -> int:
         "SELECT COALESCE(SUM(size), 0) FROM files WHERE owner_id = ? AND deleted_at IS NULL", (owner_id,)) or 0)
 
 
+async def bytes_used_by_room_guests(conn: Conn, room_id: str) -> int:
+    """What every guest of a temporary room has stored together (guests share one quota)."""
+    return int(await conn.fetch_value(
+        "SELECT COALESCE(SUM(size), 0) FROM files WHERE deleted_at IS NULL"
+        " AND owner_id IN (SELECT user_id FROM guest_tokens WHERE room_id = ?)", (room_id,)) or 0)
+
+
 async def live_by_id(conn: Conn, file_id: str) -> sqlite3.Row | None:
     return await conn.fetch_one("SELECT * FROM files WHERE id = ? AND deleted_at IS NULL", (file_id,))
 
