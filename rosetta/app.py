@@ -32,6 +32,7 @@ from rosetta.routing import SegmentRouter
 from rosetta.services.accounts import AccountService
 from rosetta.services.attachments import FileAttachments
 from rosetta.services.auth import TokenService
+from rosetta.services.cleanup import CLEANUP_EVERY_S, CredentialCleanup
 from rosetta.services.context import Context
 from rosetta.services.devices import DeviceService
 from rosetta.services.direct import DirectService
@@ -62,7 +63,6 @@ access_log = logging.getLogger("tornado.access")
 SLOW_REQUEST_MS = 1000.0  # logged even when server.access_log = "errors"
 API_PREFIX = "/api/v1"
 MAIL_POLL_S = 5.0  # outbox poll: a code or link reaches the relay within ~5 s of the request
-SESSION_SWEEP_S = 3600.0  # expired web sessions are harmless (refused on lookup); drop them hourly
 WEBHOOK_POLL_S = 2.0  # outgoing webhook outbox poll: receivers hear of an event within ~2 s
 PUSH_POLL_S = 1.0  # push outbox poll: also the granularity of the translation wait
 
@@ -116,7 +116,8 @@ class RosettaApp:
         self.accounts.registration_hooks.append(self.verification.enqueue)
         self.resolvers.append(session_resolver)
         self.jobs.add("mail.send", MAIL_POLL_S, self.mailer.send_due)
-        self.jobs.add("sessions.sweep", SESSION_SWEEP_S, self.sessions.sweep)
+        self.cleanup = CredentialCleanup(self.ctx)
+        self.jobs.add("credentials.cleanup", CLEANUP_EVERY_S, self.cleanup.run)
         # Social sign-in: [oauth.NAME] tables are validated here, so a bad one stops start-up naming the key.
         self.oauth = OAuthService(self.ctx, self.base_url)
         # Per-reader translation (issue 4): the port of MessageService, its queue worker, glossaries.

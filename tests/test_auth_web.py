@@ -193,7 +193,7 @@ async def test_session_expires(api, server, clock):
     browser = await web_login(api, ana)
     clock.advance(hours=server.app.config.auth.session_ttl_hours + 1)
     assert (await browser.get("/me")).status == 401
-    await server.app.jobs.run_once("sessions.sweep")
+    await server.app.jobs.run_once("credentials.cleanup")
     assert await server.app.db.reader.fetch_value("SELECT COUNT(*) FROM web_sessions") == 0
 
 

@@ -278,7 +278,7 @@ class Hub:
     async def sweep_expired(self) -> int:
         """The ``realtime.expiry`` job: close (4001) sockets whose bearer token or web session expired.
 
-        Also those revoked or deleted without an announcement (the sessions sweep deletes silently).
+        Also those revoked or deleted without an announcement (the credentials.cleanup job deletes silently).
         Guest tokens end with their room, which closes them (rooms.expire). Returns how many closed.
         """
         assert self.ctx is not None

@@ -123,7 +123,3 @@ class SessionService:
             tx.on_commit(lambda: notify(self.ctx, "tokens.revoked", [session_id]))
 
         await self.ctx.db.write(unit)
-
-    async def sweep(self) -> int:
-        """The ``sessions.sweep`` job: drop expired sessions."""
-        return await self.ctx.db.write(lambda tx: auth_store.sessions_delete_expired(tx, self.ctx.now()))

@@ -98,6 +98,17 @@ async def sessions_delete_for_user(tx: Tx, user_id: str, keep_id: str | None = N
     return [row["id"] for row in rows]
 
 
+async def delete_spent(tx: Tx, now: str) -> dict[str, int]:
+    """Cleanup: one-time codes, reset links and OAuth states that can never be used again."""
+    return {
+        "otp_codes": await tx.execute(
+            "DELETE FROM otp_codes WHERE consumed_at IS NOT NULL OR expires_at <= ?", (now,)),
+        "password_resets": await tx.execute(
+            "DELETE FROM password_resets WHERE used_at IS NOT NULL OR expires_at <= ?", (now,)),
+        "oauth_states": await tx.execute("DELETE FROM oauth_states WHERE expires_at <= ?", (now,)),
+    }
+
+
 async def sessions_delete_expired(tx: Tx, now: str) -> int:
     return await tx.execute("DELETE FROM web_sessions WHERE expires_at <= ?", (now,))
 

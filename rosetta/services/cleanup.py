@@ -1,0 +1,33 @@
+"""Credential cleanup (spec §7): delete what can never authenticate again.
+
+Owns the ``credentials.cleanup`` job. Every row it deletes is already refused on lookup (expired,
+revoked, consumed), so the job only keeps tables small; it is idempotent and safe after a crash.
+Rate limits live in memory, not in these rows, so deleting them never resets a limit.
+"""
+
+from __future__ import annotations
+
+from rosetta.services.context import Context
+from rosetta.store import auth as auth_store
+from rosetta.store import tokens as token_store
+from rosetta.store.db import Tx
+
+CLEANUP_EVERY_S = 3600.0  # hourly: the rows are harmless meanwhile
+
+
+class CredentialCleanup:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def run(self) -> dict[str, int]:
+        """How many rows of each kind went: web sessions, access tokens, codes, reset links, OAuth states."""
+        now = self.ctx.now()
+
+        async def unit(tx: Tx) -> dict[str, int]:
+            return {
+                "sessions": await auth_store.sessions_delete_expired(tx, now),
+                "tokens": await token_store.delete_dead(tx, now),
+                **await auth_store.delete_spent(tx, now),
+            }
+
+        return await self.ctx.db.write(unit)

@@ -1,0 +1,36 @@
+"""The credentials.cleanup job (spec 7): spent and expired credentials go, live ones stay."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support import register
+
+
+async def count(server, table: str) -> int:
+    return await server.app.db.reader.fetch_value(f"SELECT COUNT(*) FROM {table}")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_cleanup_removes_only_what_can_never_be_used_again(api, server, clock):
+    ana = await register(api, "Ana")
+    bea = await register(api, "Bea")
+    assert (await api.post("/auth/app/logout", token=bea.token)).status == 200  # a revoked token
+    assert (await api.post("/auth/app/otp", {"email": "ana@example.test"})).status == 200
+    assert (await api.post("/auth/app/forgot-password", {"email": ana.email})).status == 200
+    assert await count(server, "otp_codes") == 1 and await count(server, "password_resets") == 1
+
+    # Nothing has expired yet: only the revoked token goes.
+    first = await server.app.jobs.run_once("credentials.cleanup")
+    assert first["tokens"] == 1 and first["otp_codes"] == 0 and first["password_resets"] == 0
+    assert await count(server, "otp_codes") == 1 and await count(server, "password_resets") == 1
+
+    clock.advance(hours=2)  # past the code's 10 minutes and the reset link's 60
+    second = await server.app.jobs.run_once("credentials.cleanup")
+    assert second["otp_codes"] == 1 and second["password_resets"] == 1 and second["tokens"] == 0
+    assert await count(server, "otp_codes") == 0 and await count(server, "password_resets") == 0
+    # Ana's live login token is untouched and still works; Bea's revoked one stays refused.
+    assert (await api.get("/me", token=ana.token)).status == 200
+    assert (await api.get("/me", token=bea.token)).status == 401
+    assert await server.app.jobs.run_once("credentials.cleanup") == {
+        "sessions": 0, "tokens": 0, "otp_codes": 0, "password_resets": 0, "oauth_states": 0}
