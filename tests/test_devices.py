@@ -92,3 +92,26 @@ async def test_registration_validation(api):
         assert refused.status == 422 and field in refused.json["errors"], (body, refused)
     assert (await api.post("/devices", {"platform": "ios"})).status == 401
     assert (await my_devices(api, ana))["data"] == []
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_devices_per_user_are_bounded_and_the_stalest_make_room(api, clock):
+    from rosetta.services.devices import MAX_DEVICES_PER_USER
+
+    ana = await register(api, "Ana")
+    first = await add_device(api, ana, token="ExponentPushToken[oldest]")
+    for n in range(MAX_DEVICES_PER_USER):
+        clock.advance(minutes=1)
+        await add_device(api, ana, token=f"ExponentPushToken[n{n}]")
+    listed = await my_devices(api, ana, "?per_page=100")
+    assert listed["meta"]["total"] == MAX_DEVICES_PER_USER
+    assert first["id"] not in [device["id"] for device in listed["data"]]  # the least recently used went
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_re_registering_a_token_updates_its_provider(api):
+    ana = await register(api, "Ana")
+    token = "ExponentPushToken[moved]"  # FCM checks no shape, so the same value is valid for both
+    before = await add_device(api, ana, token=token, provider="fcm", platform="android")
+    after = await add_device(api, ana, token=token, provider="expo", platform="android")
+    assert after["id"] == before["id"] and after["provider"] == "expo"

@@ -26,6 +26,8 @@ PROVIDERS = ("fcm", "expo", "ntfy")
 PLATFORMS = ("ios", "android", "web", "desktop", "other")
 EXPO_TOKEN_RE = re.compile(r"^Expo(nent)?PushToken\[[^\]\s]{1,200}\]$")
 
+MAX_DEVICES_PER_USER = 20  # a person has a few phones and desktops; older tokens are stale
+
 
 @dataclass(frozen=True)
 class Registration:
@@ -76,8 +78,10 @@ class DeviceService:
                 if known["user_id"] != principal.user_id:
                     await push_store.drop_pending_for_device(tx, device_id)
                 await device_store.reassign(tx, device_id, user_id=principal.user_id, platform=reg.platform,
-                                            device_name=reg.device_name, app_version=reg.app_version,
-                                            hardware_id=reg.device_id, now=now)
+                                            provider=reg.provider, device_name=reg.device_name,
+                                            app_version=reg.app_version, hardware_id=reg.device_id, now=now)
+            # Bounded: app reinstalls mint new tokens, so the stalest devices make room.
+            await device_store.keep_most_recent(tx, principal.user_id, MAX_DEVICES_PER_USER)
             row = await device_store.public_by_id(tx, device_id)
             assert row is not None
             return row

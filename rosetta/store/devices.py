@@ -24,13 +24,22 @@ async def insert(tx: Tx, *, id: str, user_id: str, platform: str, provider: str,
     )
 
 
-async def reassign(tx: Tx, device_id: str, *, user_id: str, platform: str, device_name: str | None,
+async def reassign(tx: Tx, device_id: str, *, user_id: str, platform: str, provider: str, device_name: str | None,
                    app_version: str | None, hardware_id: str | None, now: str) -> None:
     """A known token registered again (maybe by another account): it now belongs to ``user_id``."""
     await tx.execute(
-        "UPDATE devices SET user_id = ?, platform = ?, device_name = ?, app_version = ?, device_id = ?,"
-        " last_used_at = ?, updated_at = ? WHERE id = ?",
-        (user_id, platform, device_name, app_version, hardware_id, now, now, device_id),
+        "UPDATE devices SET user_id = ?, platform = ?, provider = ?, device_name = ?, app_version = ?,"
+        " device_id = ?, last_used_at = ?, updated_at = ? WHERE id = ?",
+        (user_id, platform, provider, device_name, app_version, hardware_id, now, now, device_id),
+    )
+
+
+async def keep_most_recent(tx: Tx, user_id: str, keep: int) -> int:
+    """Delete a user's devices beyond the ``keep`` most recently used (their queued pushes go too)."""
+    return await tx.execute(
+        "DELETE FROM devices WHERE user_id = ? AND id NOT IN ("
+        " SELECT id FROM devices WHERE user_id = ? ORDER BY last_used_at DESC, id DESC LIMIT ?)",
+        (user_id, user_id, keep),
     )
 
 
