@@ -122,9 +122,11 @@ async def test_openai_one_text_per_call_with_model_prompt_and_bearer(stub):
     finally:
         provider.close()
     calls = stub.calls("/v1/chat/completions")
-    assert len(calls) == 2
-    body = calls[0]["body"]
-    assert calls[0]["headers"]["Authorization"] == "Bearer sk-test"
+    assert len(calls) == 2  # one call per text; they run concurrently, so arrival order is free
+    assert sorted(call["body"]["messages"][1]["content"] for call in calls) == sorted([masked.text, "adiós"])
+    [call] = [c for c in calls if c["body"]["messages"][1]["content"] == masked.text]
+    body = call["body"]
+    assert call["headers"]["Authorization"] == "Bearer sk-test"
     assert body["model"] == "llama3.1" and body["temperature"] == 0
     system, user = body["messages"]
     assert system["role"] == "system" and "ONLY" in system["content"] and '<x id="0"/>' in system["content"]
