@@ -11,7 +11,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from rosetta.store import channels as channel_store
+from rosetta.store import direct as direct_store
 from rosetta.store import realtime as realtime_store
+from rosetta.store import workspaces as workspace_store
 from rosetta.store.db import Conn
 
 log = logging.getLogger("rosetta.realtime")
@@ -25,11 +27,11 @@ async def channel_readers(conn: Conn, channel_id: str) -> Readers:
 
 
 async def workspace_readers(conn: Conn, workspace_id: str) -> Readers:
-    return {row[0]: row[1] for row in await realtime_store.workspace_readers(conn, workspace_id)}
+    return {row[0]: row[1] for row in await workspace_store.readers(conn, workspace_id)}
 
 
 async def conversation_readers(conn: Conn, conversation_id: str) -> Readers:
-    return {row[0]: row[1] for row in await realtime_store.conversation_readers(conn, conversation_id)}
+    return {row[0]: row[1] for row in await direct_store.readers(conn, conversation_id)}
 
 
 async def user_readers(conn: Conn, user_id: str) -> Readers:

@@ -30,6 +30,7 @@ from rosetta.realtime.wire import Control, Frame, dumps
 from rosetta.services.events import Event
 from rosetta.services.views import same_language
 from rosetta.store import events as event_store
+from rosetta.store import messages as message_store
 from rosetta.store import realtime as realtime_store
 from rosetta.store.db import Conn
 
@@ -242,7 +243,7 @@ class Hub:
 
     async def _message_rows(self, conn: Conn, events: list[Event]) -> dict[str, Any]:
         ids = list({e.payload.get("id") for e in events if e.name in RENDERED and e.payload.get("id")})
-        return {row["id"]: row for row in await realtime_store.messages_by_ids(conn, ids)}
+        return {row["id"]: row for row in await message_store.by_ids(conn, ids)}
 
     async def _render(self, conn: Conn, event: Event, row: Any, language: str) -> Frame:
         assert self.messages is not None

@@ -33,9 +33,9 @@ from rosetta.services.events import EMITTED, Event
 from rosetta.services.messages import MessageService
 from rosetta.store import channels as channel_store
 from rosetta.store import devices as device_store
+from rosetta.store import direct as direct_store
 from rosetta.store import messages as message_store
 from rosetta.store import push as push_store
-from rosetta.store import realtime as realtime_store
 from rosetta.store.db import Tx
 
 log = logging.getLogger("rosetta.push")
@@ -157,7 +157,7 @@ class PushService:
         if message["channel_id"]:
             rows = await channel_store.readers(reader, message["channel_id"])
         elif message["conversation_id"]:
-            rows = await realtime_store.conversation_readers(reader, message["conversation_id"])
+            rows = await direct_store.readers(reader, message["conversation_id"])
         else:
             return False
         return any(r["user_id"] == user_id for r in rows)

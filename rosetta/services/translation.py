@@ -30,6 +30,7 @@ from rosetta.services import views
 from rosetta.services.context import Context
 from rosetta.services.events import emit, emit_many
 from rosetta.store import channels as channel_store
+from rosetta.store import direct as direct_store
 from rosetta.store import messages as message_store
 from rosetta.store import translations as store
 from rosetta.store.db import Conn, Tx
@@ -94,7 +95,7 @@ async def _channel_languages(conn: Conn, place: Place) -> list[str]:
 
 async def _conversation_languages(conn: Conn, place: Place) -> list[str]:
     assert place.conversation_id is not None
-    return await store.conversation_languages(conn, place.conversation_id)
+    return [row["language"] for row in await direct_store.readers(conn, place.conversation_id)]
 
 
 class TranslationService:
@@ -284,7 +285,7 @@ class TranslationService:
         """Results, retries, memory, events and the next round's claim: one write unit, events
         published after COMMIT."""
         ids = list({j.message_id for j in jobs if j.content is not None or j.error is not None})
-        rows = {row["id"]: row for row in await store.messages_by_ids(self.ctx.db.reader, ids)}
+        rows = {row["id"]: row for row in await message_store.by_ids(self.ctx.db.reader, ids)}
         attachments = await self.messages.attachments.for_messages(self.ctx.db.reader, list(rows.values()))
         max_attempts = self.config.max_attempts
         now_moment = self.ctx.clock.now()

@@ -54,3 +54,12 @@ async def participants(conn: Conn, conversation_ids: list[str]) -> list[sqlite3.
         f" JOIN users u ON u.id = p.user_id WHERE p.conversation_id IN ({marks}) ORDER BY u.id",
         conversation_ids,
     )
+
+
+async def readers(conn: Conn, conversation_id: str) -> list[sqlite3.Row]:
+    """Who reads a conversation: its active participants, each in their own language (no workspace)."""
+    return await conn.fetch_all(
+        "SELECT p.user_id, u.preferred_language AS language FROM direct_participants p"
+        " JOIN users u ON u.id = p.user_id WHERE p.conversation_id = ? AND u.is_active = 1",
+        (conversation_id,),
+    )

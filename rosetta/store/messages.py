@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 
 from rosetta.store.db import Conn, Tx
 
@@ -32,6 +33,19 @@ async def insert(tx: Tx, *, id: str, workspace_id: str | None, channel_id: str |
 
 async def by_id(conn: Conn, message_id: str) -> sqlite3.Row | None:
     return await conn.fetch_one(f"{MESSAGE_SELECT} WHERE m.id = ?", (message_id,))
+
+
+IDS_PER_QUERY = 500  # well under SQLite's bound-parameter limit
+
+
+async def by_ids(conn: Conn, message_ids: Sequence[str]) -> list[sqlite3.Row]:
+    """Messages as the views render them, for a batch of ids: one query per 500."""
+    ids = list(dict.fromkeys(message_ids))
+    rows: list[sqlite3.Row] = []
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        chunk = ids[start:start + IDS_PER_QUERY]
+        rows += await conn.fetch_all(f"{MESSAGE_SELECT} WHERE m.id IN ({','.join('?' * len(chunk))})", chunk)
+    return rows
 
 
 async def page(conn: Conn, *, channel_id: str | None = None, conversation_id: str | None = None,

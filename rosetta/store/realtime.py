@@ -11,24 +11,6 @@ import sqlite3
 from collections.abc import Sequence
 
 from rosetta.store.db import Conn
-from rosetta.store.messages import MESSAGE_SELECT
-
-
-async def workspace_readers(conn: Conn, workspace_id: str) -> list[sqlite3.Row]:
-    return await conn.fetch_all(
-        "SELECT m.user_id, COALESCE(m.preferred_language, u.preferred_language) AS language"
-        " FROM members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ? AND u.is_active = 1",
-        (workspace_id,),
-    )
-
-
-async def conversation_readers(conn: Conn, conversation_id: str) -> list[sqlite3.Row]:
-    """Direct-conversation participants: only they hear of it (no workspace, so the user's language)."""
-    return await conn.fetch_all(
-        "SELECT p.user_id, u.preferred_language AS language FROM direct_participants p"
-        " JOIN users u ON u.id = p.user_id WHERE p.conversation_id = ? AND u.is_active = 1",
-        (conversation_id,),
-    )
 
 
 async def user_reader(conn: Conn, user_id: str) -> list[sqlite3.Row]:
@@ -38,12 +20,6 @@ async def user_reader(conn: Conn, user_id: str) -> list[sqlite3.Row]:
     )
 
 
-async def messages_by_ids(conn: Conn, ids: Sequence[str]) -> list[sqlite3.Row]:
-    """The rows REST renders, for the messages named by a batch of events (one query per batch)."""
-    if not ids:
-        return []
-    marks = ",".join("?" * len(ids))
-    return await conn.fetch_all(f"{MESSAGE_SELECT} WHERE m.id IN ({marks})", tuple(ids))
 
 
 async def log_bounds(conn: Conn) -> tuple[int, int]:

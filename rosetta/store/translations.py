@@ -7,7 +7,6 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from rosetta.store.db import Conn, Tx
-from rosetta.store.messages import MESSAGE_SELECT
 
 # Above SQLite's default 999 bound-parameter limit we would fail; pages and claims stay far below it.
 MAX_IDS = 500
@@ -65,12 +64,6 @@ async def sources(conn: Conn, message_ids: Sequence[str]) -> list[sqlite3.Row]:
     )
 
 
-async def messages_by_ids(conn: Conn, message_ids: Sequence[str]) -> list[sqlite3.Row]:
-    """Messages with their author joined in (as the message views need them), in one query."""
-    if not message_ids:
-        return []
-    ids = list(message_ids)[:MAX_IDS]
-    return await conn.fetch_all(f"{MESSAGE_SELECT} WHERE m.id IN ({','.join('?' * len(ids))})", ids)
 
 
 async def complete_many(tx: Tx, results: Sequence[tuple[str, str, str, str]], now: str) -> set[tuple[str, str]]:
@@ -142,13 +135,6 @@ async def pending_count(conn: Conn) -> int:
 
 # Readers' languages (who a message is translated for) -------------------------------------------------
 
-async def conversation_languages(conn: Conn, conversation_id: str) -> list[str]:
-    rows = await conn.fetch_all(
-        "SELECT DISTINCT u.preferred_language FROM direct_participants p JOIN users u ON u.id = p.user_id"
-        " WHERE p.conversation_id = ? AND u.is_active = 1",
-        (conversation_id,),
-    )
-    return [row[0] for row in rows]
 
 
 # Translation memory -----------------------------------------------------------------------------------

@@ -57,14 +57,6 @@ async def member(conn: Conn, workspace_id: str, user_id: str) -> sqlite3.Row | N
     )
 
 
-async def reader_languages(conn: Conn, workspace_id: str) -> list[str]:
-    """Every distinct language the workspace's members read in (member override, else user)."""
-    rows = await conn.fetch_all(
-        "SELECT DISTINCT COALESCE(m.preferred_language, u.preferred_language) FROM members m"
-        " JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ? AND u.is_active = 1",
-        (workspace_id,),
-    )
-    return [row[0] for row in rows]
 
 
 # Members --------------------------------------------------------------------------------------------
@@ -132,3 +124,12 @@ async def shared_with(conn: Conn, user_id: str, other_user_id: str) -> bool:
         (user_id, other_user_id),
     )
     return row is not None
+
+
+async def readers(conn: Conn, workspace_id: str) -> list[sqlite3.Row]:
+    """Who hears of a workspace: its active members, each in their reading language there."""
+    return await conn.fetch_all(
+        "SELECT m.user_id, COALESCE(m.preferred_language, u.preferred_language) AS language"
+        " FROM members m JOIN users u ON u.id = m.user_id WHERE m.workspace_id = ? AND u.is_active = 1",
+        (workspace_id,),
+    )
