@@ -11,6 +11,7 @@ from tornado.ioloop import IOLoop
 
 from rosetta.clock import ManualClock
 from tests.authkit import Mailbox
+from tests.peers import Receiver
 from tests.support import Api, Server, test_config
 from tests.translation_stub import ProviderStub
 
@@ -59,3 +60,11 @@ def mailbox() -> Iterator[Mailbox]:
     box.start()
     yield box
     box.stop()
+
+
+@pytest.fixture
+def peer(io_loop: IOLoop) -> Iterator[Receiver]:
+    """A local HTTP server that records what it is sent (webhook receivers, push providers)."""
+    receiver = Receiver().start()
+    yield receiver
+    receiver.stop()

@@ -11,19 +11,12 @@ import pytest
 
 from rosetta.services import ssrf
 from rosetta.services.outgoing import backoff_s
-from tests.peers import Answer, Receiver
+from tests.peers import Answer
 from tests.support import register, workspace_with
 
 
 @pytest.fixture
-def receiver(io_loop):
-    peer = Receiver().start()
-    yield peer
-    peer.stop()
-
-
-@pytest.fixture
-def server_overrides(receiver):
+def server_overrides(peer):
     # The receiver runs on loopback, so the admin allows exactly that address (and nothing else).
     return {"webhooks": {"allowed_hosts": ["127.0.0.1"]}}
 
@@ -56,10 +49,10 @@ def verify(secret, call):
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_signed_delivery_to_a_local_receiver(api, server, receiver, clock):
+async def test_signed_delivery_to_a_local_receiver(api, server, peer, clock):
     owner, member, outsider = await register(api, "Owen"), await register(api, "Mia"), await register(api, "Otto")
     ws = await workspace_with(api, owner, member)
-    hook = await subscribe(api, owner, ws, f"{receiver.url}/hook")
+    hook = await subscribe(api, owner, ws, f"{peer.url}/hook")
     assert hook["secret"] and hook["event_types"] == ["message.created"]
     # Admins only: members 403, outsiders 404.
     assert (await api.get(f"/workspaces/{ws['id']}/outgoing-webhooks", token=member.token)).status == 403
@@ -68,9 +61,9 @@ async def test_signed_delivery_to_a_local_receiver(api, server, receiver, clock)
     assert [h["id"] for h in listed.json["data"]] == [hook["id"]] and "secret" not in listed.json["data"][0]
 
     message = await say(api, member, ws, "ship it")
-    assert receiver.calls == []  # nothing leaves before the job runs
+    assert peer.calls == []  # nothing leaves before the job runs
     assert await server.app.jobs.run_once("webhooks.deliver") == 1
-    [call] = receiver.to("/hook")
+    [call] = peer.to("/hook")
     assert verify(hook["secret"], call)
     assert not verify("another-secret", call)
     assert call.headers["X-Rosetta-Event"] == "message.created"
@@ -83,37 +76,37 @@ async def test_signed_delivery_to_a_local_receiver(api, server, receiver, clock)
     assert row["status"] == "delivered" and row["attempts"] == 1 and row["response_status"] == 200
     # Delivered once: another run sends nothing more.
     assert await server.app.jobs.run_once("webhooks.deliver") == 0
-    assert len(receiver.calls) == 1
+    assert len(peer.calls) == 1
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_only_subscribed_events_and_active_hooks(api, server, receiver):
+async def test_only_subscribed_events_and_active_hooks(api, server, peer):
     owner = await register(api, "Owen")
     ws = await workspace_with(api, owner)
-    hook = await subscribe(api, owner, ws, f"{receiver.url}/channels", event_types=["channel.created"])
+    hook = await subscribe(api, owner, ws, f"{peer.url}/channels", event_types=["channel.created"])
     await say(api, owner, ws, "not subscribed")
     created = await api.post(f"/workspaces/{ws['id']}/channels", {"name": "ops"}, token=owner.token)
     assert created.status == 201
     await server.app.jobs.run_once("webhooks.deliver")
-    assert [c.json["event"] for c in receiver.to("/channels")] == ["channel.created"]
+    assert [c.json["event"] for c in peer.to("/channels")] == ["channel.created"]
     # Paused: events are not queued for it.
     paused = await api.put(f"/workspaces/{ws['id']}/outgoing-webhooks/{hook['id']}", {"is_active": False},
                            token=owner.token)
     assert paused.status == 200 and paused.json["data"]["is_active"] is False
     await api.post(f"/workspaces/{ws['id']}/channels", {"name": "ops2"}, token=owner.token)
     await server.app.jobs.run_once("webhooks.deliver")
-    assert len(receiver.to("/channels")) == 1
+    assert len(peer.to("/channels")) == 1
     assert (await api.delete(f"/workspaces/{ws['id']}/outgoing-webhooks/{hook['id']}", token=owner.token)).status == 204
     assert (await api.get(f"/workspaces/{ws['id']}/outgoing-webhooks/{hook['id']}", token=owner.token)).status == 404
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_retry_after_a_500_with_backoff(api, server, receiver, clock):
+async def test_retry_after_a_500_with_backoff(api, server, peer, clock):
     owner = await register(api, "Owen")
     ws = await workspace_with(api, owner)
-    hook = await subscribe(api, owner, ws, f"{receiver.url}/flaky")
+    hook = await subscribe(api, owner, ws, f"{peer.url}/flaky")
     answers = [Answer(500, "boom"), Answer(200, "ok")]
-    receiver.respond = lambda call: answers.pop(0)
+    peer.respond = lambda call: answers.pop(0)
     await say(api, owner, ws, "hello")
     await server.app.jobs.run_once("webhooks.deliver")
     [row] = await deliveries(api, owner, ws, hook)
@@ -121,23 +114,23 @@ async def test_retry_after_a_500_with_backoff(api, server, receiver, clock):
                                                                                            "HTTP 500")
     # Not due yet: the job leaves it alone until the backoff has passed.
     await server.app.jobs.run_once("webhooks.deliver")
-    assert len(receiver.calls) == 1
+    assert len(peer.calls) == 1
     clock.advance(seconds=backoff_s(1) + 1)
     await server.app.jobs.run_once("webhooks.deliver")
-    assert len(receiver.calls) == 2
-    assert receiver.calls[0].body == receiver.calls[1].body  # the same delivery, re-signed
-    assert verify(hook["secret"], receiver.calls[1])
+    assert len(peer.calls) == 2
+    assert peer.calls[0].body == peer.calls[1].body  # the same delivery, re-signed
+    assert verify(hook["secret"], peer.calls[1])
     [row] = await deliveries(api, owner, ws, hook)
     assert (row["status"], row["attempts"], row["response_status"]) == ("delivered", 2, 200)
 
 
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.parametrize("server_overrides", [{"webhooks": {"allowed_hosts": ["127.0.0.1"], "max_attempts": 2}}])
-async def test_gives_up_after_max_attempts(api, server, receiver, clock, server_overrides):
+async def test_gives_up_after_max_attempts(api, server, peer, clock, server_overrides):
     owner = await register(api, "Owen")
     ws = await workspace_with(api, owner)
-    hook = await subscribe(api, owner, ws, f"{receiver.url}/down")
-    receiver.respond = lambda call: Answer(503, "down")
+    hook = await subscribe(api, owner, ws, f"{peer.url}/down")
+    peer.respond = lambda call: Answer(503, "down")
     await say(api, owner, ws, "hello")
     await server.app.jobs.run_once("webhooks.deliver")
     clock.advance(seconds=backoff_s(1) + 1)
@@ -146,16 +139,16 @@ async def test_gives_up_after_max_attempts(api, server, receiver, clock, server_
     assert (row["status"], row["attempts"], row["response_status"]) == ("failed", 2, 503)
     clock.advance(hours=24)
     await server.app.jobs.run_once("webhooks.deliver")
-    assert len(receiver.calls) == 2
+    assert len(peer.calls) == 2
 
 
 @pytest.mark.gen_test(timeout=30)
 @pytest.mark.parametrize("server_overrides", [{"webhooks": {"allowed_hosts": []}}])
-async def test_loopback_refused_unless_allowed(api, server, receiver, server_overrides):
+async def test_loopback_refused_unless_allowed(api, server, peer, server_overrides):
     owner = await register(api, "Owen")
     ws = await workspace_with(api, owner)
     refused = await api.post(f"/workspaces/{ws['id']}/outgoing-webhooks",
-                             {"name": "r", "url": f"{receiver.url}/x", "event_types": ["*"]}, token=owner.token)
+                             {"name": "r", "url": f"{peer.url}/x", "event_types": ["*"]}, token=owner.token)
     assert refused.status == 422 and "loopback" in refused.json["errors"]["url"][0]
 
 
@@ -182,54 +175,54 @@ def test_public_addresses_pass():
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_guard_refuses_loopback_mapped_metadata_and_names_resolving_to_loopback(api, server, receiver):
+async def test_guard_refuses_loopback_mapped_metadata_and_names_resolving_to_loopback(api, server, peer):
     owner = await register(api, "Owen")
     ws = await workspace_with(api, owner)
     # Literal addresses are refused when the hook is created, naming the field.
-    for url in ("http://169.254.169.254/latest/meta-data/", f"http://[::ffff:127.0.0.1]:{receiver.port}/x",
-                f"http://127.0.0.2:{receiver.port}/x", "file:///etc/passwd", "http://user:pw@example.com/"):
+    for url in ("http://169.254.169.254/latest/meta-data/", f"http://[::ffff:127.0.0.1]:{peer.port}/x",
+                f"http://127.0.0.2:{peer.port}/x", "file:///etc/passwd", "http://user:pw@example.com/"):
         refused = await api.post(f"/workspaces/{ws['id']}/outgoing-webhooks",
                                  {"name": "r", "url": url, "event_types": ["*"]}, token=owner.token)
         assert refused.status == 422 and "url" in refused.json["errors"], (url, refused)
     # A name is checked when it is resolved, at delivery: localhost resolves to loopback and is not allowed.
-    by_name = await subscribe(api, owner, ws, f"http://localhost:{receiver.port}/named")
+    by_name = await subscribe(api, owner, ws, f"http://localhost:{peer.port}/named")
     await say(api, owner, ws, "hi")
     await server.app.jobs.run_once("webhooks.deliver")
     [row] = await deliveries(api, owner, ws, by_name)
     assert row["status"] == "failed" and "SSRF" in row["last_error"] and "loopback" in row["last_error"]
-    assert receiver.to("/named") == []
+    assert peer.to("/named") == []
     # The guard is also reachable directly: the mapped and metadata forms never pass.
-    for url in (f"http://[::ffff:127.0.0.1]:{receiver.port}/", "http://169.254.169.254/", "http://127.0.0.1/"):
+    for url in (f"http://[::ffff:127.0.0.1]:{peer.port}/", "http://169.254.169.254/", "http://127.0.0.1/"):
         with pytest.raises(ssrf.Refused):
             await ssrf.guarded_fetch(url, allowed_hosts=())
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_redirect_to_loopback_is_refused_hop_by_hop(api, server, receiver):
+async def test_redirect_to_loopback_is_refused_hop_by_hop(api, server, peer):
     owner = await register(api, "Owen")
     ws = await workspace_with(api, owner)
-    # The allowed receiver answers with a redirect to a loopback name that is not allowed.
-    target = f"http://localhost:{receiver.port}/inside"
-    receiver.respond = lambda call: (Answer(302, "", {"Location": target}) if call.path == "/redirect"
+    # The allowed peer answers with a redirect to a loopback name that is not allowed.
+    target = f"http://localhost:{peer.port}/inside"
+    peer.respond = lambda call: (Answer(302, "", {"Location": target}) if call.path == "/redirect"
                                      else Answer(200, "reached"))
-    hook = await subscribe(api, owner, ws, f"{receiver.url}/redirect")
+    hook = await subscribe(api, owner, ws, f"{peer.url}/redirect")
     await say(api, owner, ws, "hi")
     await server.app.jobs.run_once("webhooks.deliver")
-    assert [c.path for c in receiver.calls] == ["/redirect"]  # the second hop never happened
+    assert [c.path for c in peer.calls] == ["/redirect"]  # the second hop never happened
     [row] = await deliveries(api, owner, ws, hook)
     assert row["status"] == "failed" and "SSRF" in row["last_error"]
     # An allowed redirect hop is followed (and re-checked) fine.
-    fetched = await ssrf.guarded_fetch(f"{receiver.url}/redirect2", allowed_hosts=("127.0.0.1",), body=b"{}")
+    fetched = await ssrf.guarded_fetch(f"{peer.url}/redirect2", allowed_hosts=("127.0.0.1",), body=b"{}")
     assert fetched.status == 200
-    receiver.respond = lambda call: (Answer(307, "", {"Location": f"{receiver.url}/final"})
+    peer.respond = lambda call: (Answer(307, "", {"Location": f"{peer.url}/final"})
                                      if call.path == "/hop" else Answer(200, json.dumps({"ok": True})))
-    fetched = await ssrf.guarded_fetch(f"{receiver.url}/hop", allowed_hosts=("127.0.0.1",), body=b"{}")
-    assert (fetched.status, fetched.url) == (200, f"{receiver.url}/final")
-    assert receiver.calls[-1].method == "POST" and receiver.calls[-1].body == b"{}"  # 307 keeps method and body
+    fetched = await ssrf.guarded_fetch(f"{peer.url}/hop", allowed_hosts=("127.0.0.1",), body=b"{}")
+    assert (fetched.status, fetched.url) == (200, f"{peer.url}/final")
+    assert peer.calls[-1].method == "POST" and peer.calls[-1].body == b"{}"  # 307 keeps method and body
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_connection_uses_the_checked_address_whatever_the_case_of_the_host(receiver, monkeypatch):
+async def test_connection_uses_the_checked_address_whatever_the_case_of_the_host(peer, monkeypatch):
     # The guard resolves the host once; the connection must reuse that answer. Tornado looks the
     # override up by the host as written in the URL (not lowercased): "REBIND.test" must still hit it,
     # or a second resolution (DNS rebinding to loopback) would decide where the request goes.
@@ -238,11 +231,11 @@ async def test_connection_uses_the_checked_address_whatever_the_case_of_the_host
 
     async def fake(host, *args, **kwargs):
         if host.lower() == "rebind.test":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", receiver.port))]
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", peer.port))]
         return await original(host, *args, **kwargs)
 
     monkeypatch.setattr(loop, "getaddrinfo", fake)
-    fetched = await ssrf.guarded_fetch(f"http://REBIND.test:{receiver.port}/case", allowed_hosts=("rebind.test",),
+    fetched = await ssrf.guarded_fetch(f"http://REBIND.test:{peer.port}/case", allowed_hosts=("rebind.test",),
                                        body=b"{}")
     assert fetched.status == 200
-    assert [c.path for c in receiver.calls] == ["/case"]
+    assert [c.path for c in peer.calls] == ["/case"]

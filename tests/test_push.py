@@ -10,7 +10,7 @@ from tornado.websocket import websocket_connect
 
 from rosetta.services.push import backoff_s, mentioned_handles
 from rosetta.store import push as push_store
-from tests.peers import Answer, Receiver
+from tests.peers import Answer
 from tests.support import register, workspace_with
 
 PROJECT = "rosetta-test"
@@ -81,13 +81,6 @@ class Providers:
     def sent(self):
         """(provider, token, title, body) of every push a provider accepted."""
         return sorted(self.delivered)
-
-
-@pytest.fixture
-def peer(io_loop):
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture

@@ -2,18 +2,10 @@
 
 import pytest
 
-from tests.peers import Receiver
 from tests.support import register, workspace_with
 from tests.test_push import EXPO_PATH, Providers, add_device, say
 
 ENGLISH = "@mia Good morning everyone, the deployment went well and the tests are green."
-
-
-@pytest.fixture
-def peer(io_loop):
-    receiver = Receiver().start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture
