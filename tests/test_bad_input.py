@@ -155,3 +155,14 @@ async def test_page_links_survive_a_query_that_is_not_utf8(api):
         listed = await api.get(path, token=team.owner.token)
         assert listed.status == 200, (path, listed)
         assert "per_page" in listed.json["meta"] and listed.json["links"]["first"]
+
+
+@pytest.mark.gen_test
+async def test_error_answers_keep_the_seeds_headers(api):
+    """The seed's 401 and 404 examples carry content-type, cache-control and access-control-allow-origin."""
+    for path in ("/workspaces", "/invites/not-a-code"):
+        answer = await api.get(path)
+        assert answer.status in (401, 404), answer
+        assert answer.headers["Content-Type"] == "application/json; charset=utf-8"
+        assert answer.headers["Cache-Control"] == "no-cache, private"
+        assert answer.headers["Access-Control-Allow-Origin"] == "*"

@@ -62,7 +62,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self._received = 0
         self._body_limit = self.body_limit()
         self.request_id = secrets.token_hex(6)
-        self.set_default_headers()
+        self._set_cors_headers()  # the rest of the defaults were set before initialize(); CORS needs the app
 
     def body_limit(self) -> int:
         """The largest body this route accepts, in bytes; upload routes override it (files.max_upload_mb)."""
@@ -74,12 +74,12 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", JSON_TYPE)
         self.set_header("Cache-Control", "no-cache, private")
         self.set_header("X-Content-Type-Options", "nosniff")
-        app = getattr(self, "app", None)  # tornado calls this once before initialize()
-        if app is None:
-            return
+        if hasattr(self, "app"):  # tornado calls this once before initialize(), and again on errors
+            self._set_cors_headers()
+
+    def _set_cors_headers(self) -> None:
         origin = self.request.headers.get("Origin")
-        allowed = app.config.server.cors_origins
-        if origin and origin in allowed:
+        if origin and origin in self.app.config.server.cors_origins:
             self.set_header("Access-Control-Allow-Origin", origin)
             self.set_header("Access-Control-Allow-Credentials", "true")
             self.set_header("Vary", "Origin")
