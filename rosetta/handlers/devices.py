@@ -6,8 +6,7 @@ from rosetta.errors import Invalid
 from rosetta.handlers.base import BaseHandler
 from rosetta.handlers.paging import page_body, page_params, sort_param
 from rosetta.handlers.validate import Validator
-from rosetta.services.devices import PLATFORMS, PROVIDERS, Registration, view
-from rosetta.store.devices import SORTABLE
+from rosetta.services.devices import PLATFORMS, PROVIDERS, SORT_FIELDS, Registration, view
 
 
 class DevicesHandler(BaseHandler):
@@ -42,7 +41,7 @@ class MyDevicesHandler(BaseHandler):
     async def get(self) -> None:
         assert self.principal
         page, per_page = page_params(self)
-        sort, descending = sort_param(self, SORTABLE, "-last_used_at")
+        sort, descending = sort_param(self, SORT_FIELDS, "-last_used_at")
         provider = self.get_query_argument("provider", None) or None
         if provider is not None and provider not in PROVIDERS:
             raise Invalid.one("provider", f"The provider must be one of: {', '.join(PROVIDERS)}.")

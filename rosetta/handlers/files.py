@@ -17,8 +17,7 @@ from rosetta.handlers.downloads import send_file
 from rosetta.handlers.paging import page_body, page_params, sort_param
 from rosetta.services.attachments import CHANNEL, DIRECT
 from rosetta.services.auth import Principal
-from rosetta.services.files import VISIBILITIES, file_view
-from rosetta.store.files import SORTABLE
+from rosetta.services.files import SORT_FIELDS, VISIBILITIES, file_view
 
 # Multipart framing around the file: boundaries and part headers (the parser bounds headers at 16 KiB).
 # Equal to the HTTP server's own allowance above the upload limit (app.py), so prepare() refuses first.
@@ -168,7 +167,7 @@ class MyFilesHandler(BaseHandler):
             errors["q"] = ["The q field must not be greater than 255 characters."]
         if errors:
             raise Invalid(errors)
-        sort, descending = sort_param(self, SORTABLE, "-created_at")
+        sort, descending = sort_param(self, SORT_FIELDS, "-created_at")
         page, per_page = page_params(self)
         items, total = await self.app.files.list_mine(
             self.principal, claimed=claimed_raw in TRUE_VALUES, visibility=visibility, q=q, sort=sort,

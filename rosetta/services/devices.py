@@ -26,6 +26,7 @@ PROVIDERS = ("fcm", "expo", "ntfy")
 PLATFORMS = ("ios", "android", "web", "desktop", "other")
 EXPO_TOKEN_RE = re.compile(r"^Expo(nent)?PushToken\[[^\]\s]{1,200}\]$")
 
+SORT_FIELDS = device_store.SORTABLE  # what GET /me/devices may sort by
 MAX_DEVICES_PER_USER = 20  # a person has a few phones and desktops; older tokens are stale
 
 

@@ -29,6 +29,7 @@ from rosetta.store.db import Tx
 MIB = 1024 * 1024
 VISIBILITIES = ("private", "public")
 QUOTA_MESSAGE = "The file would exceed your storage quota."
+SORT_FIELDS = file_store.SORTABLE  # what GET /me/files may sort by
 
 
 def file_view(row: sqlite3.Row) -> dict[str, Any]:
