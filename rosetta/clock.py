@@ -29,8 +29,6 @@ class Clock:
     def now_iso(self) -> str:
         return iso(self.now())
 
-    def later_iso(self, **delta: float) -> str:
-        return iso(self.now() + timedelta(**delta))
 
 
 class ManualClock(Clock):

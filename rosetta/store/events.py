@@ -43,12 +43,7 @@ async def after(conn: Conn, seq: int, limit: int) -> list[sqlite3.Row]:
     return await conn.fetch_all("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
 
 
-async def latest_seq(conn: Conn) -> int:
-    return int(await conn.fetch_value("SELECT COALESCE(MAX(seq), 0) FROM events"))
 
-
-async def oldest_seq(conn: Conn) -> int:
-    return int(await conn.fetch_value("SELECT COALESCE(MIN(seq), 0) FROM events"))
 
 
 async def trim_before(tx: Tx, cutoff: str) -> int:

@@ -129,8 +129,6 @@ async def one(conn: Conn, message_id: str, language: str) -> sqlite3.Row | None:
     )
 
 
-async def pending_count(conn: Conn) -> int:
-    return int(await conn.fetch_value("SELECT COUNT(*) FROM message_translations WHERE status = 'pending'"))
 
 
 # Readers' languages (who a message is translated for) -------------------------------------------------
