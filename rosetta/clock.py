@@ -30,7 +30,6 @@ class Clock:
         return iso(self.now())
 
 
-
 class ManualClock(Clock):
     """A clock that stands still until a test moves it."""
 

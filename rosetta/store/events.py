@@ -43,8 +43,5 @@ async def after(conn: Conn, seq: int, limit: int) -> list[sqlite3.Row]:
     return await conn.fetch_all("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
 
 
-
-
-
 async def trim_before(tx: Tx, cutoff: str) -> int:
     return await tx.execute("DELETE FROM events WHERE created_at < ?", (cutoff,))

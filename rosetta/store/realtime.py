@@ -20,8 +20,6 @@ async def user_reader(conn: Conn, user_id: str) -> list[sqlite3.Row]:
     )
 
 
-
-
 async def log_bounds(conn: Conn) -> tuple[int, int]:
     """(oldest retained seq or 0, highest seq ever issued): AUTOINCREMENT remembers it after a trim."""
     row = await conn.fetch_one(

@@ -64,8 +64,6 @@ async def sources(conn: Conn, message_ids: Sequence[str]) -> list[sqlite3.Row]:
     )
 
 
-
-
 async def complete_many(tx: Tx, results: Sequence[tuple[str, str, str, str]], now: str) -> set[tuple[str, str]]:
     """Store results (message_id, language, lease_until, content) if each lease is still ours; 200 per statement.
 
@@ -129,10 +127,7 @@ async def one(conn: Conn, message_id: str, language: str) -> sqlite3.Row | None:
     )
 
 
-
-
 # Readers' languages (who a message is translated for) -------------------------------------------------
-
 
 
 # Translation memory -----------------------------------------------------------------------------------

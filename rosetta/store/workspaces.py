@@ -57,8 +57,6 @@ async def member(conn: Conn, workspace_id: str, user_id: str) -> sqlite3.Row | N
     )
 
 
-
-
 # Members --------------------------------------------------------------------------------------------
 
 MEMBER_SELECT = (
