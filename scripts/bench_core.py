@@ -9,6 +9,7 @@ durable writes; concurrent sends share commits (group commit).
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,21 @@ async def measure(base_url: str, tokens: list[str], method: str, path: str, payl
         await client.connect()
         clients.append(client)
         counter = 0
+        # The request head is built once: the loop below should cost the shared CPUs as little as it can.
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {client.host}:{client.port}\r\nAccept: application/json\r\n"
+                f"Authorization: Bearer {tokens[i]}\r\n")
+        bare = (head + "\r\n").encode("latin-1")
 
         async def step() -> None:
             nonlocal counter, failures
             counter += 1
-            body = None if payload is None else {"content": f"{payload} {i}/{counter}"}
-            status, _ = await client.json(method, path, body, token=tokens[i])
+            if payload is None:
+                request = bare
+            else:
+                body = json.dumps({"content": f"{payload} {i}/{counter}"}).encode()
+                request = (f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                           .encode("latin-1") + body)
+            status, _ = await client.send_raw(request)
             if status != ok:
                 failures += 1
 

@@ -208,6 +208,16 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.finish(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
+    def send_encoded(self, body: bytes, etag: str) -> None:
+        """A 200 JSON answer encoded (and its ETag computed) ahead of time, e.g. a cached page."""
+        self._known_etag = etag
+        self.finish(body)
+
+    def compute_etag(self) -> str | None:
+        # Tornado hashes every GET body for its ETag; a body encoded ahead of time brings its own.
+        known: str | None = getattr(self, "_known_etag", None)
+        return known if known is not None else super().compute_etag()
+
     def no_content(self) -> None:
         self.set_status(204)
         self.clear_header("Content-Type")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rosetta.handlers.base import BaseHandler
 from rosetta.handlers.messages import edit_input, message_input
-from rosetta.handlers.paging import cursor_body, cursor_params
+from rosetta.handlers.paging import cursor_params, encoded_cursor_page
 from rosetta.handlers.validate import Validator
 
 
@@ -40,7 +40,7 @@ class ConversationMessagesHandler(BaseHandler):
         await self.app.direct.require(conversation_id, self.principal)
         before, after, limit = cursor_params(self)
         page = await self.app.direct.page(conversation_id, self.principal, before, after, limit)
-        self.send_json(cursor_body(page))
+        self.send_encoded(*encoded_cursor_page(page))
 
     async def post(self, conversation_id: str) -> None:
         assert self.principal

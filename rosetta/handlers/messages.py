@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rosetta.handlers.base import BaseHandler
-from rosetta.handlers.paging import cursor_body, cursor_params
+from rosetta.handlers.paging import cursor_params, encoded_cursor_page
 from rosetta.handlers.validate import Validator
 from rosetta.services.messages import MAX_CONTENT_CHARS, channel_place
 from rosetta.services.workspaces import ADMIN_ROLES
@@ -31,7 +31,7 @@ class ChannelMessagesHandler(BaseHandler):
         before, after, limit = cursor_params(self)
         page = await self.app.messages.page(channel_id=channel["id"], before=before, after=after, limit=limit,
                                             language=channel["reader_language"])
-        self.send_json(cursor_body(page))
+        self.send_encoded(*encoded_cursor_page(page))
 
     async def post(self, workspace_id: str, channel_id: str) -> None:
         assert self.principal

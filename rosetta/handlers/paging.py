@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Any
 from urllib.parse import urlencode
+from weakref import WeakKeyDictionary
 
 from rosetta.errors import Invalid
 from rosetta.handlers.validate import query_int
@@ -72,3 +75,19 @@ def cursor_body(page: Any) -> dict[str, Any]:
         "data": page.items,
         "meta": {"per_page": page.per_page, "next_cursor": page.next_cursor, "prev_cursor": page.prev_cursor},
     }
+
+
+# A cursor page's JSON and ETag, encoded once per page object: the messages service hands the same
+# object to every reader of a page nothing has changed since, and encoding 50 messages costs more
+# than everything else such a read does. Entries live exactly as long as the service keeps the page.
+_ENCODED_PAGES: WeakKeyDictionary[Any, tuple[bytes, str]] = WeakKeyDictionary()
+
+
+def encoded_cursor_page(page: Any) -> tuple[bytes, str]:
+    """``(body, etag)`` of a message cursor page (``cursor_body`` as compact UTF-8 JSON)."""
+    found = _ENCODED_PAGES.get(page)
+    if found is None:
+        body = json.dumps(cursor_body(page), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        found = body, f'"{hashlib.sha1(body, usedforsecurity=False).hexdigest()}"'
+        _ENCODED_PAGES[page] = found
+    return found

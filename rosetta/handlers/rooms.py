@@ -12,7 +12,7 @@ from typing import Any
 from rosetta.errors import Unauthenticated
 from rosetta.handlers.base import BaseHandler
 from rosetta.handlers.messages import message_input
-from rosetta.handlers.paging import cursor_body, cursor_params, page_body, page_params
+from rosetta.handlers.paging import cursor_params, encoded_cursor_page, page_body, page_params
 from rosetta.handlers.translation import target_language
 from rosetta.handlers.validate import Validator
 from rosetta.services.auth import Principal
@@ -157,7 +157,7 @@ class RoomMessagesHandler(RoomRouteHandler):
         before, after, limit = cursor_params(self)
         page = await self.app.messages.page(channel_id=channel["id"], before=before, after=after, limit=limit,
                                             language=channel["reader_language"])
-        self.send_json(cursor_body(page))
+        self.send_encoded(*encoded_cursor_page(page))
 
     async def post(self, room_id: str) -> None:
         assert self.principal

@@ -8,6 +8,7 @@ the files and translation features extend posting without another code path: eve
 from __future__ import annotations
 
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,6 +25,10 @@ from rosetta.store import users as user_store
 from rosetta.store.db import Conn, Tx
 
 MAX_CONTENT_CHARS = 10_000
+# History pages kept rendered (see MessageService.page). Most reads are the latest page of a few
+# busy channels; a rendered page of 50 messages holds roughly 100 KB, so this stays near 25 MB.
+CACHED_PAGES = 256
+PageKey = tuple[str, str | None, str | None, int, str]
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,7 @@ class NoTranslation:
         return {}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: a cached page is one object
 class Page:
     items: list[dict[str, Any]]
     per_page: int
@@ -107,6 +112,7 @@ class MessageService:
         self.ctx = ctx
         self.attachments: AttachmentPort = NoAttachments()
         self.translations: TranslationPort = NoTranslation()
+        self._pages: OrderedDict[PageKey, tuple[tuple[int, int], Page]] = OrderedDict()
 
     async def render(self, conn: Conn, rows: Sequence[sqlite3.Row], language: str) -> list[dict[str, Any]]:
         """Rows as a reader of ``language`` sees them, attachments and translations included."""
@@ -157,6 +163,8 @@ class MessageService:
                 raise NotFound() from None
             attached = await self.attachments.claim(tx, message_id, author.files_owner_id, attachment_ids)
             row = {**dict(inserted), **display}
+            # Of the cached reads, a new message changes only its own place's history pages.
+            tx.affects_only(place.channel_id or place.conversation_id or place.audience_id)
             if not skip_translation:
                 await self.translations.enqueue(tx, row, place)
             neutral = views.message(row, row["source_language"], None, attached)
@@ -193,9 +201,32 @@ class MessageService:
 
     async def page(self, *, channel_id: str | None = None, conversation_id: str | None = None,
                    before: str | None, after: str | None, limit: int, language: str) -> Page:
-        """A cursor page, newest first. One row past ``limit`` is read to learn whether more lie in
-        the paging direction; the other direction needs a look only when a cursor was given (the
-        latest page, the common case, has nothing newer), so most pages cost one query.
+        """A cursor page, newest first; the caller has checked that the reader may see the place.
+
+        Rendered pages are reused while no committed write could have changed them (the store's
+        freshness stamp, taken before reading): many members open the same channel, and a page of
+        50 messages costs its reader queries, rendering and JSON each time otherwise.
+        """
+        scope = channel_id or conversation_id
+        assert scope is not None
+        key: PageKey = (scope, before, after, limit, language)
+        stamp = self.ctx.db.freshness(scope)
+        cached = self._pages.get(key)
+        if cached is not None and cached[0] == stamp:
+            self._pages.move_to_end(key)
+            return cached[1]
+        page = await self._read_page(channel_id, conversation_id, before, after, limit, language)
+        self._pages[key] = (stamp, page)
+        self._pages.move_to_end(key)
+        if len(self._pages) > CACHED_PAGES:
+            self._pages.popitem(last=False)
+        return page
+
+    async def _read_page(self, channel_id: str | None, conversation_id: str | None, before: str | None,
+                         after: str | None, limit: int, language: str) -> Page:
+        """One row past ``limit`` is read to learn whether more lie in the paging direction; the other
+        direction needs a look only when a cursor was given (the latest page, the common case, has
+        nothing newer), so most pages cost one query.
         """
         conn = self.ctx.db.reader
         place = {"channel_id": channel_id, "conversation_id": conversation_id}

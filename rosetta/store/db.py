@@ -42,6 +42,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 5000
 READER_MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: pages come from the OS cache
 Params = Sequence[Any] | dict[str, Any]
+MAX_TRACKED_SCOPES = 10_000  # per-scope write generations kept before they are folded into the global one
 
 
 class _RetryIsolated(Exception):
@@ -87,6 +88,7 @@ class Tx:
     def __init__(self, raw: aiosqlite.Connection) -> None:
         self.raw = raw
         self.after_commit: list[Callable[[], Any]] = []
+        self.scopes: set[str] = set()  # empty: this unit may have changed anything (see Database.freshness)
 
     async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         rows = await self.raw.execute_fetchall(sql, params)
@@ -110,6 +112,14 @@ class Tx:
     def on_commit(self, callback: Callable[[], Any]) -> None:
         """Run ``callback`` after this unit's batch committed; never when it rolled back."""
         self.after_commit.append(callback)
+
+    def affects_only(self, scope: str) -> None:
+        """Declare that of the reads callers cache, this unit changes only those of ``scope``.
+
+        A unit that declares nothing invalidates every cached read when it commits: forgetting to
+        declare costs cache hits, never correctness.
+        """
+        self.scopes.add(scope)
 
 
 def run(raw: sqlite3.Connection, sql: str, params: Params = ()) -> int:
@@ -171,6 +181,10 @@ class Database:
         self._drain_task: asyncio.Task[None] | None = None
         self.commits = 0  # counters the benchmark prints: units per commit shows group commit working
         self.units = 0
+        # Write generations (see freshness): bumped after each commit, per scope a unit declared,
+        # or everywhere for a unit that declared none.
+        self._generation = 0
+        self._scope_generations: dict[str, int] = {}
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -197,6 +211,25 @@ class Database:
         self._next_reader = (self._next_reader + 1) % len(self._readers)
         return self._readers[self._next_reader]
 
+    def freshness(self, scope: str) -> tuple[int, int]:
+        """A stamp that changes whenever a committed write may have changed what ``scope`` reads.
+
+        Take it before reading; a cached result stays valid while the stamp is unchanged. A stamp
+        moves only after COMMIT, so a result read before a commit is never stamped after it.
+        Writes by another process (the CLI) are not seen; none of them changes messages.
+        """
+        return self._generation, self._scope_generations.get(scope, 0)
+
+    def _committed(self, tx: Tx | None) -> None:
+        if tx is not None and tx.scopes and len(self._scope_generations) < MAX_TRACKED_SCOPES:
+            for scope in tx.scopes:
+                self._scope_generations[scope] = self._scope_generations.get(scope, 0) + 1
+            return
+        # Everything may have changed (or too many scopes are tracked): one global bump covers every
+        # scope, so their own counters can start again from zero.
+        self._generation += 1
+        self._scope_generations.clear()
+
     async def write(self, unit: Callable[[Tx], Awaitable[T]]) -> T:
         """Run ``unit(tx)`` in a write transaction; return its result once the COMMIT is durable."""
         if self._writer is None:  # e.g. a job still finishing while the app stops: refuse, don't crash
@@ -213,6 +246,7 @@ class Database:
             try:
                 await self._run_batch(batch)
             except Exception as exc:  # the batch as a whole failed (COMMIT, disk full): fail every caller
+                self._committed(None)  # whatever it did or did not leave behind, cached reads start over
                 log.exception("write batch of %d failed", len(batch))
                 for _, future in batch:
                     if not future.done():
@@ -235,6 +269,7 @@ class Database:
         self.units += len(batch)
         for future, tx, result, error in outcomes:
             if error is None:
+                self._committed(tx)
                 for callback in tx.after_commit:
                     try:
                         callback()
