@@ -1,21 +1,23 @@
 """The SQLite database: one writer with group commit, a few read-only readers, and migrations.
 
-Owns every connection. Writes go through ``Database.write(unit)``: units queue up and a single
-writer task runs as many as are waiting inside one ``BEGIN IMMEDIATE … COMMIT`` (group commit), each
-inside its own SAVEPOINT so one failing unit rolls back alone. A unit's ``on_commit`` callbacks run,
-and its caller is answered, only after COMMIT returned: an acknowledged write is durable
-(``synchronous=FULL`` by default) and a rolled-back change never reaches a client.
+Owns every connection. Writes go through ``Database.write(unit)``: units queue up and the writer
+runs as many as are waiting inside one ``BEGIN IMMEDIATE … COMMIT`` (group commit); when one of them
+fails, the batch runs again with a SAVEPOINT per unit so the failing unit rolls back alone. A unit's
+``on_commit`` callbacks run, and its caller is answered, only after COMMIT returned: an acknowledged
+write is durable (``synchronous=FULL`` by default) and a rolled-back change never reaches a client.
 
-A unit must not await anything but its own statements: it holds the writer for the whole batch.
-Slow work (bcrypt, provider calls, file hashing) happens before ``write()``.
+A unit must not await anything but its own statements: it runs on the writer's thread (below) and
+holds the writer for the whole batch. Slow work (bcrypt, provider calls, file hashing) happens
+before ``write()``.
 
 Where statements run, and why (measured on the 2-core bench machine, scripts/bench):
 
 - The writer is an aiosqlite connection: its calls can block — ``BEGIN IMMEDIATE`` waits for another
   process's write lock (the CLI), ``COMMIT`` waits for fsync — so they run on aiosqlite's thread,
-  never on the event loop. Each awaited call is one thread hop; here a hop cost ~180 µs of CPU when
-  the thread was idle and ~45 µs when busy (architecture note: ~55 µs), so a unit asks one question
-  per call and group commit shares BEGIN, COMMIT and the fsync among every unit of a batch.
+  never on the event loop. A whole batch is ONE trip to that thread: the units' coroutines are
+  driven to their end there (``complete``), their statements running as they are awaited. With a
+  trip per statement, each trip also waited for the busy loop's next turn to come back: about 20
+  trips per batch of 9 sends capped the core bench near 640 sends/s with the loop half idle.
 - Readers are plain read-only sqlite3 connections used on the loop: in WAL mode a reader never waits
   for the writer, and the indexed reads the API makes cost 10-30 µs, far less than a hop. With every
   read behind a hop too, history reads fell from 488/s to 228/s and sends from 688/s to 340/s.
@@ -28,6 +30,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -82,35 +85,28 @@ class Reader:
         return None if row is None else row[0]
 
 
-class Tx:
-    """The writer (an aiosqlite connection) inside one unit of a write batch: one thread hop a call."""
+class Tx(Reader):
+    """The writer inside one unit of a write batch.
 
-    def __init__(self, raw: aiosqlite.Connection) -> None:
-        self.raw = raw
+    A batch runs on the writer's thread (see ``Database._commit_on_writer``): these methods are
+    coroutines only so that units read like the rest of the code; each runs its statement at once,
+    so a unit that awaits nothing else completes in a single step, without a thread hop.
+    """
+
+    def __init__(self, raw: sqlite3.Connection) -> None:
+        super().__init__(raw)
         self.after_commit: list[Callable[[], Any]] = []
         self.scopes: set[str] = set()  # empty: this unit may have changed anything (see Database.freshness)
 
-    async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        rows = await self.raw.execute_fetchall(sql, params)
-        return next(iter(rows), None)  # type: ignore[arg-type]
-
-    async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        return list(await self.raw.execute_fetchall(sql, params))  # type: ignore[arg-type]
-
-    async def fetch_value(self, sql: str, params: Params = ()) -> Any:
-        row = await self.fetch_one(sql, params)
-        return None if row is None else row[0]
-
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement and return the number of rows it changed."""
-        async with self.raw.execute(sql, params) as cursor:
-            return cursor.rowcount
+        return run(self.raw, sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self.raw.executemany(sql, rows)
+        self.raw.executemany(sql, rows).close()
 
     def on_commit(self, callback: Callable[[], Any]) -> None:
-        """Run ``callback`` after this unit's batch committed; never when it rolled back."""
+        """Run ``callback`` on the loop after this unit's batch committed; never when it rolled back."""
         self.after_commit.append(callback)
 
     def affects_only(self, scope: str) -> None:
@@ -120,6 +116,24 @@ class Tx:
         declare costs cache hits, never correctness.
         """
         self.scopes.add(scope)
+
+
+def complete(step: Awaitable[T]) -> T:
+    """Drive a write unit's coroutine to its end in one step, on the writer thread.
+
+    Units await only their own statements, which never suspend; a unit that suspends (it awaited
+    the network, a sleep, another task) is a bug, and fails here rather than stalling the writer.
+    """
+    coroutine = step.__await__()
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a write unit awaited something other than its own statements")
+
+
+Outcome = tuple[Tx, Any, BaseException | None]  # a unit's transaction, its result, or its error
 
 
 def run(raw: sqlite3.Connection, sql: str, params: Params = ()) -> int:
@@ -177,6 +191,7 @@ class Database:
         self._writer: aiosqlite.Connection | None = None
         self._readers: list[Reader] = []
         self._next_reader = 0
+        self._writer_thread: int | None = None  # aiosqlite's thread, known from its first batch
         self._queue: deque[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]] = deque()
         self._drain_task: asyncio.Task[None] | None = None
         self.commits = 0  # counters the benchmark prints: units per commit shows group commit working
@@ -207,7 +222,13 @@ class Database:
 
     @property
     def reader(self) -> Reader:
-        """A read-only connection (round robin); each call is a consistent single statement."""
+        """A read-only connection (round robin); each call is a consistent single statement.
+
+        Inside a write unit (on the writer's thread) it is the writer itself: the loop's readers
+        belong to the loop's thread, and the unit's own batch is what it should see.
+        """
+        if threading.get_ident() == self._writer_thread:
+            return Reader(self._writer._conn) if self._writer is not None else self._readers[0]
         self._next_reader = (self._next_reader + 1) % len(self._readers)
         return self._readers[self._next_reader]
 
@@ -253,21 +274,20 @@ class Database:
                         future.set_exception(exc)
 
     async def _run_batch(self, batch: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]]) -> None:
-        """Commit a batch. Fast path: the units one after another, no savepoints (each SAVEPOINT and
-        RELEASE is another thread hop). Only when a unit fails is the batch rolled back and run again
-        with a savepoint per unit, so the failing unit rolls back alone. Units are SQL-only and see
-        nothing committed by the first try, so running one again is safe.
-        """
+        """Commit a batch in ONE hop to the writer's thread, then answer its callers on the loop."""
         assert self._writer is not None, "database is not open"
-        try:
-            outcomes = await self._attempt(batch, isolate=False)
-        except _RetryIsolated:
-            outcomes = await self._attempt(batch, isolate=True)
-        if outcomes is None:  # a lone unit failed: its caller already has the error
+        units = [unit for unit, _ in batch]
+        # aiosqlite runs any function on its connection's thread through _execute; its public calls
+        # are one statement each, and a hop per statement is what this module exists to avoid.
+        outcomes = await self._writer._execute(self._commit_on_writer, units)
+        if isinstance(outcomes, BaseException):  # a lone unit failed: its error is its caller's answer
+            _, future = batch[0]
+            if not future.done():
+                future.set_exception(outcomes)
             return
         self.commits += 1
         self.units += len(batch)
-        for future, tx, result, error in outcomes:
+        for (_, future), (tx, result, error) in zip(batch, outcomes, strict=True):
             if error is None:
                 self._committed(tx)
                 for callback in tx.after_commit:
@@ -282,45 +302,56 @@ class Database:
             else:
                 future.set_exception(error)
 
-    async def _attempt(self, batch: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]],
-                       isolate: bool) -> list[tuple[asyncio.Future[Any], Tx, Any, BaseException | None]] | None:
-        """One try at committing ``batch``; raises _RetryIsolated when a unit of a shared batch failed.
+    def _commit_on_writer(self, units: list[Callable[[Tx], Awaitable[Any]]]) -> list[Outcome] | BaseException:
+        """On the writer's thread: run every unit and COMMIT once (group commit).
 
-        A lone unit needs no isolation: its failure is its caller's error, and the answer is None.
+        Fast path: the units one after another, no savepoints. Only when a unit of a shared batch
+        fails is the batch rolled back and run again with a savepoint per unit, so the failing unit
+        rolls back alone. Units are SQL-only and see nothing committed by the first try, so running
+        one again is safe. A lone unit needs no isolation: its exception is returned, for its caller.
         """
         assert self._writer is not None, "database is not open"
-        raw = self._writer
-        single = len(batch) == 1
-        outcomes: list[tuple[asyncio.Future[Any], Tx, Any, BaseException | None]] = []
-        await raw.execute("BEGIN IMMEDIATE")
+        raw = self._writer._conn
+        self._writer_thread = threading.get_ident()
         try:
-            for unit, future in batch:
+            return self._attempt(raw, units, isolate=False)
+        except _RetryIsolated:
+            return self._attempt(raw, units, isolate=True)
+        except Exception as exc:
+            if len(units) == 1:
+                return exc
+            raise
+
+    @staticmethod
+    def _attempt(raw: sqlite3.Connection, units: list[Callable[[Tx], Awaitable[Any]]],
+                 isolate: bool) -> list[Outcome]:
+        """One try at committing ``units``; raises _RetryIsolated when a unit of a shared batch failed."""
+        single = len(units) == 1
+        outcomes: list[Outcome] = []
+        run(raw, "BEGIN IMMEDIATE")
+        try:
+            for unit in units:
                 tx = Tx(raw)
                 if isolate:
-                    await raw.execute("SAVEPOINT unit")
+                    run(raw, "SAVEPOINT unit")
                 try:
-                    result = await unit(tx)
+                    result = complete(unit(tx))
                 except Exception as exc:
                     if not isolate:
                         if single:
                             raise
                         raise _RetryIsolated() from exc
-                    await raw.execute("ROLLBACK TO unit")
-                    await raw.execute("RELEASE unit")
-                    outcomes.append((future, tx, None, exc))
+                    run(raw, "ROLLBACK TO unit")
+                    run(raw, "RELEASE unit")
+                    outcomes.append((tx, None, exc))
                     continue
                 if isolate:
-                    await raw.execute("RELEASE unit")
-                outcomes.append((future, tx, result, None))
-            await raw.execute("COMMIT")
-        except BaseException as exc:
+                    run(raw, "RELEASE unit")
+                outcomes.append((tx, result, None))
+            run(raw, "COMMIT")
+        except BaseException:
             if raw.in_transaction:
-                await raw.execute("ROLLBACK")
-            if single and not isinstance(exc, _RetryIsolated):
-                _, future = batch[0]
-                if not future.done():
-                    future.set_exception(exc)
-                return None
+                run(raw, "ROLLBACK")
             raise
         return outcomes
 
