@@ -1,48 +1,14 @@
-"""Rendered history pages are reused only while nothing they show has changed.
+"""Cached reads (history pages, channels as members see them) never outlive a change to them.
 
-The store's freshness stamp is tested on a real database file; the pages through the real server,
-each change made right after the page was read (and so cached).
+Through the real server, each change made right after the same read was made (and so cached); the
+store's freshness stamp itself is tested in test_store_writer.py.
 """
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
-from rosetta.store.db import Database, Tx
-from tests.rest_support import make_team
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_freshness_moves_after_commit_for_the_declared_scope_or_for_all(tmp_path):
-    db = Database(tmp_path / "fresh.sqlite3", synchronous="NORMAL")
-    await db.open()
-    try:
-        await db.write(lambda tx: tx.execute("CREATE TABLE t (x INTEGER)"))
-        a, b = db.freshness("a"), db.freshness("b")
-
-        async def narrow(tx: Tx) -> None:
-            tx.affects_only("a")
-            await tx.execute("INSERT INTO t VALUES (1)")
-            assert db.freshness("a") == a  # not yet committed: a page read now must keep its old stamp
-
-        await db.write(narrow)
-        assert db.freshness("a") != a and db.freshness("b") == b
-        a = db.freshness("a")
-
-        async def failing(tx: Tx) -> None:
-            await tx.execute("INSERT INTO t VALUES (2)")
-            raise sqlite3.IntegrityError("refused")
-
-        with pytest.raises(sqlite3.IntegrityError):
-            await db.write(failing)
-        assert (db.freshness("a"), db.freshness("b")) == (a, b)  # rolled back: nothing to forget
-
-        await db.write(lambda tx: tx.execute("INSERT INTO t VALUES (3)"))  # declares nothing
-        assert db.freshness("a") != a and db.freshness("b") != b
-    finally:
-        await db.close()
+from tests.rest_support import make_team, member_id
 
 
 def general(team):
@@ -111,3 +77,22 @@ async def test_an_unchanged_page_keeps_its_etag_and_answers_304(api):
     await api.post(path, {"content": "news"}, token=team.admin.token)
     changed = await api.get(path, token=team.owner.token, headers={"If-None-Match": etag})
     assert changed.status == 200 and changed.headers["ETag"] != etag
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_channel_access_follows_membership_and_language(api):
+    team = await make_team(api)
+    path = general(team)
+    await api.post(path, {"content": "hello"}, token=team.owner.token)
+    seen = await api.get(path, token=team.member.token)
+    assert seen.status == 200 and seen.json["data"][0]["translation_status"] == "skipped"  # a French reader
+
+    assert (await api.patch("/me", {"preferred_language": "en"}, token=team.member.token)).status == 200
+    seen = await api.get(path, token=team.member.token)
+    assert seen.json["data"][0]["translation_status"] == "not_needed"  # now an English reader
+
+    mia = await member_id(api, team.id, team.member, team.owner.token)
+    removed = await api.delete(f"/workspaces/{team.id}/members/{mia}", token=team.owner.token)
+    assert removed.status == 204, removed
+    assert (await api.get(path, token=team.member.token)).status == 404
+    assert (await api.post(path, {"content": "still here?"}, token=team.member.token)).status == 404

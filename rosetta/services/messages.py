@@ -8,7 +8,6 @@ the files and translation features extend posting without another code path: eve
 from __future__ import annotations
 
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from rosetta.services import views
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import emit
+from rosetta.services.fresh import FreshCache
 from rosetta.services.workspaces import require_open
 from rosetta.store import messages as message_store
 from rosetta.store import users as user_store
@@ -28,7 +28,6 @@ MAX_CONTENT_CHARS = 10_000
 # History pages kept rendered (see MessageService.page). Most reads are the latest page of a few
 # busy channels; a rendered page of 50 messages holds roughly 100 KB, so this stays near 25 MB.
 CACHED_PAGES = 256
-PageKey = tuple[str, str | None, str | None, int, str]
 
 
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ class MessageService:
         self.ctx = ctx
         self.attachments: AttachmentPort = NoAttachments()
         self.translations: TranslationPort = NoTranslation()
-        self._pages: OrderedDict[PageKey, tuple[tuple[int, int], Page]] = OrderedDict()
+        self._pages: FreshCache[Page] = FreshCache(ctx.db, CACHED_PAGES)
 
     async def render(self, conn: Conn, rows: Sequence[sqlite3.Row], language: str) -> list[dict[str, Any]]:
         """Rows as a reader of ``language`` sees them, attachments and translations included."""
@@ -209,17 +208,12 @@ class MessageService:
         """
         scope = channel_id or conversation_id
         assert scope is not None
-        key: PageKey = (scope, before, after, limit, language)
-        stamp = self.ctx.db.freshness(scope)
-        cached = self._pages.get(key)
-        if cached is not None and cached[0] == stamp:
-            self._pages.move_to_end(key)
-            return cached[1]
-        page = await self._read_page(channel_id, conversation_id, before, after, limit, language)
-        self._pages[key] = (stamp, page)
-        self._pages.move_to_end(key)
-        if len(self._pages) > CACHED_PAGES:
-            self._pages.popitem(last=False)
+        key = (scope, before, after, limit, language)
+        stamp = self._pages.stamp(scope)
+        page = self._pages.get(key, stamp)
+        if page is None:
+            page = await self._read_page(channel_id, conversation_id, before, after, limit, language)
+            self._pages.put(key, stamp, page)
         return page
 
     async def _read_page(self, channel_id: str | None, conversation_id: str | None, before: str | None,

@@ -16,6 +16,7 @@ from rosetta.services import views
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import emit
+from rosetta.services.fresh import FreshCache
 from rosetta.services.passwords import hash_password, verify_password
 from rosetta.services.rooms import KIND as ROOM_KIND
 from rosetta.services.rooms import is_live, room_gone
@@ -49,9 +50,15 @@ async def require_open(conn: Conn, workspace_id: str | None, now: datetime) -> N
         raise room_gone()
 
 
+# Channels as members see them, kept between writes: every message read and send checks access, and
+# a post (the common write) changes no one's access, so these stay valid under a stream of messages.
+CACHED_CHANNEL_VIEWS = 4096
+
+
 class WorkspaceService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._channel_views: FreshCache[sqlite3.Row] = FreshCache(ctx.db, CACHED_CHANNEL_VIEWS)
 
     # Access -----------------------------------------------------------------------------------
 
@@ -74,10 +81,14 @@ class WorkspaceService:
         """A channel the caller may see (a workspace member): 404 otherwise."""
         if not looks_like_id(workspace_id) or not looks_like_id(channel_id):
             raise NotFound()
-        row = await channel_store.for_user(self.ctx.db.reader, workspace_id.lower(), channel_id.lower(),
-                                           principal.user_id)
+        key = (workspace_id.lower(), channel_id.lower(), principal.user_id)
+        stamp = self._channel_views.stamp()  # membership, roles, passwords, languages: any write but a post
+        row = self._channel_views.get(key, stamp)
         if row is None:
-            raise NotFound()
+            row = await channel_store.for_user(self.ctx.db.reader, *key)
+            if row is None:
+                raise NotFound()
+            self._channel_views.put(key, stamp, row)
         return row
 
     async def require_structure_admin(self, workspace_id: str, principal: Principal) -> sqlite3.Row:

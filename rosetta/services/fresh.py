@@ -1,0 +1,43 @@
+"""Read results kept while no committed write could have changed them.
+
+The store stamps every scope with write generations (``Database.freshness``): a unit that declared a
+scope moves only that scope's stamp; any other unit moves every stamp. A result cached with the stamp
+taken *before* it was read is valid exactly while the stamp is unchanged, so a cache hit never
+serves what a committed write changed. Entries are bounded (least recently used go first).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from rosetta.store.db import Database
+
+V = TypeVar("V")
+Stamp = tuple[int, int]
+ANY_WRITE = ""  # a scope no unit declares: its stamp moves with every write but the narrow ones
+
+
+class FreshCache(Generic[V]):
+    def __init__(self, db: Database, max_entries: int) -> None:
+        self.db = db
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, tuple[Stamp, V]] = OrderedDict()
+
+    def stamp(self, scope: str = ANY_WRITE) -> Stamp:
+        """Take this before reading what will be cached under it."""
+        return self.db.freshness(scope)
+
+    def get(self, key: Hashable, stamp: Stamp) -> V | None:
+        found = self._entries.get(key)
+        if found is None or found[0] != stamp:
+            return None
+        self._entries.move_to_end(key)
+        return found[1]
+
+    def put(self, key: Hashable, stamp: Stamp, value: V) -> None:
+        self._entries[key] = (stamp, value)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
