@@ -13,6 +13,7 @@ import logging
 import secrets
 import traceback
 from collections.abc import Callable
+from functools import cached_property
 from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING, Any
 
@@ -61,8 +62,12 @@ class BaseHandler(tornado.web.RequestHandler):
         self._chunks: list[bytes] = []
         self._received = 0
         self._body_limit = self.body_limit()
-        self.request_id = secrets.token_hex(6)
         self._set_cors_headers()  # the rest of the defaults were set before initialize(); CORS needs the app
+
+    @cached_property
+    def request_id(self) -> str:
+        """Names a failed request in the log; drawn only when one fails (urandom is a syscall)."""
+        return secrets.token_hex(6)
 
     def body_limit(self) -> int:
         """The largest body this route accepts, in bytes; upload routes override it (files.max_upload_mb)."""

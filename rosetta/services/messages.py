@@ -19,7 +19,7 @@ from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import emit
 from rosetta.services.fresh import FreshCache
-from rosetta.services.workspaces import require_open
+from rosetta.services.workspaces import OpenRule
 from rosetta.store import messages as message_store
 from rosetta.store import users as user_store
 from rosetta.store.db import Conn, Tx
@@ -112,6 +112,7 @@ class MessageService:
         self.attachments: AttachmentPort = NoAttachments()
         self.translations: TranslationPort = NoTranslation()
         self._pages: FreshCache[Page] = FreshCache(ctx.db, CACHED_PAGES)
+        self.open_rule = OpenRule(ctx)
 
     async def render(self, conn: Conn, rows: Sequence[sqlite3.Row], language: str) -> list[dict[str, Any]]:
         """Rows as a reader of ``language`` sees them, attachments and translations included."""
@@ -137,7 +138,7 @@ class MessageService:
         """
         if not content.strip() and not attachment_ids:
             raise Invalid.one("content", "The content field is required.")
-        await require_open(self.ctx.db.reader, place.workspace_id, self.ctx.clock.now())  # ended room: 410
+        await self.open_rule.require_open(place.workspace_id)  # ended room: 410
         await self.check_parent(parent_id, place)
         await self.attachments.check(self.ctx.db.reader, author.files_owner_id, attachment_ids)
         source = self.translations.source_language(content, author.language)
@@ -259,7 +260,7 @@ class MessageService:
         found = await self._in_place(self.ctx.db.reader, place, message_id)
         if found["author_kind"] != "user" or found["author_id"] != actor_id:
             raise Forbidden()
-        await require_open(self.ctx.db.reader, place.workspace_id, self.ctx.clock.now())
+        await self.open_rule.require_open(place.workspace_id)
         source = self.translations.source_language(content, reader_language)
         attached = (await self.attachments.for_messages(self.ctx.db.reader, [found])).get(found["id"])
 
@@ -284,7 +285,7 @@ class MessageService:
         found = await self._in_place(self.ctx.db.reader, place, message_id)
         if not moderator and (found["author_kind"] != "user" or found["author_id"] != actor_id):
             raise Forbidden()
-        await require_open(self.ctx.db.reader, place.workspace_id, self.ctx.clock.now())
+        await self.open_rule.require_open(place.workspace_id)
 
         async def unit(tx: Tx) -> None:
             current = await self._in_place(tx, place, found["id"])

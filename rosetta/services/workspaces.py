@@ -7,7 +7,6 @@ member who may see but not act, and the password rule for protected channels.
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
 from typing import cast
 
 from rosetta.errors import Forbidden, Invalid, NotFound
@@ -24,7 +23,7 @@ from rosetta.services.slugs import free_slug, slugify
 from rosetta.store import channels as channel_store
 from rosetta.store import rooms as room_store
 from rosetta.store import workspaces as workspace_store
-from rosetta.store.db import Conn, Tx
+from rosetta.store.db import Tx
 
 ADMIN_ROLES = ("owner", "admin")
 PASSWORD_REQUIRED = "channel_password_required"  # noqa: S105 - an error code, not a secret
@@ -39,17 +38,34 @@ def is_admin(row: sqlite3.Row) -> bool:
     return row["my_role"] in ADMIN_ROLES
 
 
-async def require_open(conn: Conn, workspace_id: str | None, now: datetime) -> None:
+class OpenRule:
     """The rule for every write into a workspace's content, whatever the route: a temporary room's
     workspace takes none once the room ended (410 ``temporary_room_expired``, as on the guest routes).
-    Reads stay open to its members until the purge. ``None`` (a direct conversation) is always open."""
-    if workspace_id is None:
-        return
-    room = await room_store.for_workspace(conn, workspace_id)
-    if room is not None and not is_live(room, now):
-        raise room_gone()
+    Reads stay open to its members until the purge. ``None`` (a direct conversation) is always open.
+
+    Every message send asks, so each workspace's room (or its absence) is kept between writes: a
+    room is created, extended and ended only by writes that move every freshness stamp. Whether it
+    is still live is decided at each call, against the clock.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._rooms: FreshCache[tuple[sqlite3.Row | None]] = FreshCache(ctx.db, CACHED_ROOM_LOOKUPS)
+
+    async def require_open(self, workspace_id: str | None) -> None:
+        if workspace_id is None:
+            return
+        stamp = self._rooms.stamp()
+        found = self._rooms.get(workspace_id, stamp)
+        if found is None:
+            found = (await room_store.for_workspace(self.ctx.db.reader, workspace_id),)
+            self._rooms.put(workspace_id, stamp, found)
+        room = found[0]
+        if room is not None and not is_live(room, self.ctx.clock.now()):
+            raise room_gone()
 
 
+CACHED_ROOM_LOOKUPS = 4096
 # Channels as members see them, kept between writes: every message read and send checks access, and
 # a post (the common write) changes no one's access, so these stay valid under a stream of messages.
 CACHED_CHANNEL_VIEWS = 4096
