@@ -301,6 +301,10 @@ async def test_removed_member_stops_receiving(server, api, rt):
     ana, bea, cid = await register(api, "Ana"), await register(api, "Bea"), await register(api, "Cid")
     team = await workspace_with(api, ana, bea)
     ws_b, _ = await rt.hello(bea.token)
+    # Delivered first, so the channel's readers are known (and kept) before she leaves.
+    await post(api, channel_path(team), "before she left", ana.token)
+    seen = await drain_to_fence(ws_b, await barrier(api, bea))
+    assert "before she left" in json.dumps(seen)
     members = await api.get(f"/workspaces/{team['id']}/members", token=ana.token)
     bea_member = next(m for m in members.json["data"] if m["user"]["id"] == bea.id) if "user" in \
         members.json["data"][0] else next(m for m in members.json["data"] if m.get("user_id") == bea.id)
@@ -387,3 +391,17 @@ async def test_a_resume_point_beyond_sqlite_integers_is_refused_not_a_replay_cra
     assert answer is not None and answer["type"] == "error", answer
     await ws.write_message(json.dumps({"type": "ping"}))
     assert await frame(ws) == {"type": "pong"}  # still open
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_messages_committed_together_arrive_complete_and_in_order(server, api, rt):
+    ana, bea = await register(api, "Ana"), await register(api, "Bea")
+    team = await workspace_with(api, ana, bea)
+    ws_b, _ = await rt.hello(bea.token)
+    # Sent at once they share commits, so the hub delivers them as one batch (frames corked per socket).
+    await asyncio.gather(*(post(api, channel_path(team), f"burst {i}", ana.token) for i in range(8)))
+    seen = await drain_to_fence(ws_b, await barrier(api, bea))
+    created = [f for f in seen if f.get("event") == "message.created"]
+    assert sorted(f["data"]["original_content"] for f in created) == [f"burst {i}" for i in range(8)]
+    seqs = [f["seq"] for f in created]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 8

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+from rosetta.services.fresh import FreshCache
 from rosetta.store import channels as channel_store
 from rosetta.store import direct as direct_store
 from rosetta.store import realtime as realtime_store
@@ -47,11 +48,24 @@ def default_resolvers() -> dict[str, AudienceResolver]:
     }
 
 
+CACHED_AUDIENCES = 1024
+
+
 class Audiences:
-    """The resolvers plus a per-batch cache: one query per distinct audience per delivery batch."""
+    """The resolvers, with their answers kept between writes.
+
+    Who reads an audience changes only through writes that move every freshness stamp (members,
+    roles, channel passwords, languages, deactivation); a message post moves only its own place's.
+    So a channel of 1,000 readers is looked up once, not once per message delivered into it.
+    The answers are shared: callers must not change them.
+    """
 
     def __init__(self) -> None:
         self.resolvers: dict[str, AudienceResolver] = default_resolvers()
+        self.known: FreshCache[Readers] | None = None  # set by the hub once the database exists
+
+    def remember_with(self, known: FreshCache[Readers]) -> None:
+        self.known = known
 
     def __setitem__(self, kind: str, resolver: AudienceResolver) -> None:
         self.resolvers[kind] = resolver
@@ -67,12 +81,17 @@ class Audiences:
         key = (kind, audience_id)
         if cache is not None and key in cache:
             return cache[key]
-        resolver = self.resolvers.get(kind)
-        if resolver is None:
-            log.warning("no audience resolver for %r: event reaches nobody", kind)
-            found: Readers = {}
-        else:
-            found = await resolver(conn, audience_id)
+        stamp = self.known.stamp() if self.known is not None else None
+        found = self.known.get(key, stamp) if self.known is not None and stamp is not None else None
+        if found is None:
+            resolver = self.resolvers.get(kind)
+            if resolver is None:
+                log.warning("no audience resolver for %r: event reaches nobody", kind)
+                found = {}
+            else:
+                found = await resolver(conn, audience_id)
+            if self.known is not None and stamp is not None:
+                self.known.put(key, stamp, found)
         if cache is not None:
             cache[key] = found
         return found

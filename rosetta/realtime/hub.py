@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 import tornado.ioloop
 
 from rosetta.clock import iso, parse_iso
-from rosetta.realtime.audience import Audiences, Readers
+from rosetta.realtime.audience import CACHED_AUDIENCES, Audiences, Readers
 from rosetta.realtime.presence import Presence
 from rosetta.realtime.subscription import CLOSE_GOING_AWAY, CLOSE_REVOKED, Subscription
 from rosetta.realtime.wire import Control, Frame, dumps
 from rosetta.services.events import Event
+from rosetta.services.fresh import FreshCache
 from rosetta.services.views import same_language
 from rosetta.store import events as event_store
 from rosetta.store import messages as message_store
@@ -69,6 +70,7 @@ class Hub:
         """Wire the hub to the app's context and message renderer; register its listeners and job."""
         self.ctx = ctx
         self.messages = messages
+        self.audiences.remember_with(FreshCache(ctx.db, CACHED_AUDIENCES))
         jobs.add("events.trim", ctx.config.realtime.trim_interval_s, self.trim)
         # A credential reaching its expires_at loses its sockets within one heartbeat.
         jobs.add("realtime.expiry", ctx.config.realtime.heartbeat_s, self.sweep_expired)
@@ -197,32 +199,43 @@ class Hub:
                         log.exception("after-delivery action failed")
 
     async def _deliver(self, batch: list[Event]) -> None:
+        """Offer each event of ``batch`` to its connected readers, rendered once per language.
+
+        When the batch holds several events (the hub fell behind), each connection's frames are
+        corked and leave in one send: a syscall per connection per batch instead of per event,
+        which is most of a fan-out's cost, so a burst drains faster the larger it is.
+        """
         assert self.ctx is not None
         conn = self.ctx.db.reader
         cache: dict[tuple[str, str], Readers] = {}
+        corked: set[Subscription] | None = set() if len(batch) > 1 else None
         rows = await self._message_rows(conn, batch)
-        for event in batch:
-            if not self._by_user:
-                return
-            readers = await self.audiences.readers(conn, event.audience_kind, event.audience_id, cache)
-            by_language: dict[str, list[Subscription]] = {}
-            for user_id, subs in self._connected(readers):
-                by_language.setdefault(readers[user_id], []).extend(subs)
-            if not by_language:
-                continue
-            if event.name not in RENDERED:
-                frame = Frame(event.seq, event.name, dumps(neutral_data(event.name, event.payload)))
-                for subs in by_language.values():
-                    self._offer(frame, subs)
-                continue
-            row = rows.get(event.payload.get("id"))
-            if row is None:
-                continue  # the message is gone (purged): nothing left to show
-            for language, subs in by_language.items():
-                if event.name == "message.translated" and not same_language(language, _target(event)):
+        try:
+            for event in batch:
+                if not self._by_user:
+                    return
+                readers = await self.audiences.readers(conn, event.audience_kind, event.audience_id, cache)
+                by_language: dict[str, list[Subscription]] = {}
+                for user_id, subs in self._connected(readers):
+                    by_language.setdefault(readers[user_id], []).extend(subs)
+                if not by_language:
                     continue
-                frame = await self._render(conn, event, row, language)
-                self._offer(frame, subs)
+                if event.name not in RENDERED:
+                    frame = Frame(event.seq, event.name, dumps(neutral_data(event.name, event.payload)))
+                    for subs in by_language.values():
+                        self._offer(frame, subs, corked)
+                    continue
+                row = rows.get(event.payload.get("id"))
+                if row is None:
+                    continue  # the message is gone (purged): nothing left to show
+                for language, subs in by_language.items():
+                    if event.name == "message.translated" and not same_language(language, _target(event)):
+                        continue
+                    frame = await self._render(conn, event, row, language)
+                    self._offer(frame, subs, corked)
+        finally:
+            for sub in corked or ():
+                sub.uncork()
 
     def _connected(self, readers: Readers) -> Iterable[tuple[str, set[Subscription]]]:
         # Walk the smaller side: 1,000 readers with 3 connected users should cost 3 lookups.
@@ -236,8 +249,11 @@ class Hub:
                 if user_id in readers and subs:
                     yield user_id, subs
 
-    def _offer(self, frame: Frame, subs: Iterable[Subscription]) -> None:
+    def _offer(self, frame: Frame, subs: Iterable[Subscription], corked: set[Subscription] | None = None) -> None:
         for sub in list(subs):
+            if corked is not None and sub not in corked:
+                sub.cork()
+                corked.add(sub)
             sub.offer(frame)
             self.delivered += 1
 

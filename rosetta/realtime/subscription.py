@@ -85,6 +85,7 @@ class Subscription:
         self.closed = False
         self.close_code: int | None = None
         self.replay_task: asyncio.Task[None] | None = None
+        self.held: list[bytes] | None = None  # while corked: frames to write together (see cork)
 
     # Delivery --------------------------------------------------------------------------------------
 
@@ -135,7 +136,20 @@ class Subscription:
         self.state = self.BUFFERING
         self.resumed = True
 
+    def cork(self) -> None:
+        """Hold writes until ``uncork``: frames of one delivery batch leave in one send."""
+        if self.held is None:
+            self.held = []
+
+    def uncork(self) -> None:
+        held, self.held = self.held, None
+        if held and not self.closed:
+            self._write(b"".join(held))
+
     def _write(self, data: bytes) -> None:
+        if self.held is not None:
+            self.held.append(data)
+            return
         try:
             self.sink.write(data)
         except StreamClosedError:
