@@ -43,6 +43,9 @@ async def test_a_read_page_shows_each_later_change(api):
     assert (await api.delete(f"{path}/{message_id}", token=team.member.token)).status == 204
     assert (await latest())[1]["deleted_at"] is not None
 
+    again = await api.post(path, {"content": "third"}, token=team.member.token)  # she had posted before
+    assert again.json["data"]["author"]["name"] == "Mia Renamed"
+
 
 @pytest.mark.gen_test(timeout=30)
 async def test_pages_differ_by_reader_language_and_cursor(api):

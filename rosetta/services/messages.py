@@ -28,6 +28,7 @@ MAX_CONTENT_CHARS = 10_000
 # History pages kept rendered (see MessageService.page). Most reads are the latest page of a few
 # busy channels; a rendered page of 50 messages holds roughly 100 KB, so this stays near 25 MB.
 CACHED_PAGES = 256
+CACHED_AUTHORS = 4096  # who an author looks like, read on every send
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class MessageService:
         self.translations: TranslationPort = NoTranslation()
         self._pages: FreshCache[Page] = FreshCache(ctx.db, CACHED_PAGES)
         self.open_rule = OpenRule(ctx)
+        self._authors: FreshCache[tuple[sqlite3.Row | None]] = FreshCache(ctx.db, CACHED_AUTHORS)
 
     async def render(self, conn: Conn, rows: Sequence[sqlite3.Row], language: str) -> list[dict[str, Any]]:
         """Rows as a reader of ``language`` sees them, attachments and translations included."""
@@ -181,7 +183,12 @@ class MessageService:
         """``author_display_name``/``_avatar`` as the message query would join them."""
         name, avatar = author.name, author.avatar_url
         if author.kind != "webhook" and (name is None or avatar is None):
-            user = await user_store.by_id(self.ctx.db.reader, author.id)
+            stamp = self._authors.stamp()  # a rename or a new avatar is a write that moves every stamp
+            found = self._authors.get(author.id, stamp)
+            if found is None:
+                found = (await user_store.by_id(self.ctx.db.reader, author.id),)
+                self._authors.put(author.id, stamp, found)
+            user = found[0]
             if user is not None:
                 name = name if name is not None else user["name"]
                 avatar = avatar if avatar is not None else user["avatar_url"]
