@@ -21,10 +21,10 @@ PERSONAL_ABILITIES = ("automation", "temporary-rooms:create", "temporary-rooms:r
 FULL_ACCESS = "*"
 # last_used_at is bookkeeping, not security: write it at most once a minute per token.
 TOUCH_EVERY_S = 60
-# Resolved tokens are remembered so a request costs no database read for its credential (one
-# thread hop, a quarter of a history read's). Every revocation goes through a service that
-# announces "tokens.revoked" after COMMIT, which evicts at once; the TTL only bounds how long a
-# change made outside this process (a hand-edited database) can go unseen.
+# Resolved tokens are remembered so a request costs no database read for its credential. Every
+# revocation goes through a service that announces "tokens.revoked" after COMMIT, which evicts at
+# once; the TTL only bounds how long a change made outside this process (a hand-edited database)
+# can go unseen.
 CACHE_TTL_S = 30.0
 CACHE_MAX = 10_000
 

@@ -145,8 +145,8 @@ class MessageService:
         await self.attachments.check(self.ctx.db.reader, author.files_owner_id, attachment_ids)
         source = self.translations.source_language(content, author.language)
         message_id = new_id()
-        # Who the author looks like, read now (a direct read) rather than joined again after the
-        # insert: every statement inside the unit is a writer thread hop.
+        # Who the author looks like, read before the unit (and kept between writes) rather than joined
+        # again after the insert: the unit holds the writer, so it does as little as it can.
         display = await self._author_display(author)
 
         async def unit(tx: Tx) -> tuple[dict[str, Any], list[dict[str, Any]]]:

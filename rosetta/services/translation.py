@@ -148,8 +148,8 @@ class TranslationService:
     async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place) -> None:
         """In the posting transaction: one job per distinct reader language other than the source.
 
-        The readers are looked up on a reader connection, not the writer: a direct read instead of a
-        writer thread hop. Someone joining in the same instant reads the message on demand instead.
+        The readers are read through ``ctx.db.reader``, which inside a unit is the writer itself (it
+        sees the batch so far). Someone joining in the same instant reads the message on demand instead.
         """
         if not self.enabled or message["skip_translation"]:
             return
@@ -292,7 +292,7 @@ class TranslationService:
 
         async def unit(tx: Tx) -> list[sqlite3.Row]:
             now = iso(now_moment)
-            # One statement for all results: each awaited statement costs a thread hop while sends wait.
+            # One statement for all results: the unit holds the writer while sends wait.
             finished = [(j.message_id, j.language, j.lease, j.content) for j in jobs if j.content is not None]
             announcements: list[tuple[str, str, str, dict[str, Any]]] = []
             stored = await store.complete_many(tx, finished, now) if finished else set()  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ async def append(tx: Tx, name: str, audience_kind: str, audience_id: str, payloa
 async def append_many(tx: Tx, rows: list[tuple[str, str, str, dict[str, Any]]], now: str) -> list[int]:
     """Append ``(name, audience_kind, audience_id, payload)`` rows in ONE statement; their seqs in order.
 
-    One statement is one writer hop however many events. Rows of one INSERT take increasing
+    One statement however many events (the unit holds the writer). Rows of one INSERT take increasing
     AUTOINCREMENT seqs in VALUES order; RETURNING lists them in no promised order, so they are sorted.
     """
     if not rows:

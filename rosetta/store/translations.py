@@ -34,7 +34,7 @@ async def claim(tx: Tx, now: str, lease_until: str, limit: int, max_attempts: in
 
     A lease counts as an attempt (``attempts`` is the try this lease is), so a job whose worker dies
     every time still ends: one found with its attempts used up is marked ``failed`` instead, and
-    comes back with that status for the caller to skip. One statement: one writer hop.
+    comes back with that status for the caller to skip. One statement however many jobs.
     """
     return await tx.fetch_all(
         "UPDATE message_translations SET"
