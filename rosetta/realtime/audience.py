@@ -76,22 +76,22 @@ class Audiences:
     def __contains__(self, kind: object) -> bool:
         return kind in self.resolvers
 
+    async def _resolve(self, conn: Conn, kind: str, audience_id: str) -> Readers:
+        resolver = self.resolvers.get(kind)
+        if resolver is None:
+            log.warning("no audience resolver for %r: event reaches nobody", kind)
+            return {}
+        return await resolver(conn, audience_id)
+
     async def readers(self, conn: Conn, kind: str, audience_id: str,
                       cache: dict[tuple[str, str], Readers] | None = None) -> Readers:
         key = (kind, audience_id)
         if cache is not None and key in cache:
             return cache[key]
-        stamp = self.known.stamp() if self.known is not None else None
-        found = self.known.get(key, stamp) if self.known is not None and stamp is not None else None
-        if found is None:
-            resolver = self.resolvers.get(kind)
-            if resolver is None:
-                log.warning("no audience resolver for %r: event reaches nobody", kind)
-                found = {}
-            else:
-                found = await resolver(conn, audience_id)
-            if self.known is not None and stamp is not None:
-                self.known.put(key, stamp, found)
+        if self.known is not None:
+            found = await self.known.load(key, lambda: self._resolve(conn, kind, audience_id))
+        else:
+            found = await self._resolve(conn, kind, audience_id)
         if cache is not None:
             cache[key] = found
         return found

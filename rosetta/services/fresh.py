@@ -9,7 +9,7 @@ serves what a committed write changed. Entries are bounded (least recently used 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 from rosetta.store.db import Database
@@ -25,19 +25,17 @@ class FreshCache(Generic[V]):
         self.max_entries = max_entries
         self._entries: OrderedDict[Hashable, tuple[Stamp, V]] = OrderedDict()
 
-    def stamp(self, scope: str = ANY_WRITE) -> Stamp:
-        """Take this before reading what will be cached under it."""
-        return self.db.freshness(scope)
-
-    def get(self, key: Hashable, stamp: Stamp) -> V | None:
+    async def load(self, key: Hashable, read: Callable[[], Awaitable[V]], scope: str = ANY_WRITE) -> V:
+        """The value kept under ``key`` while ``scope``'s stamp is unchanged, else ``read()`` (kept too,
+        None included: an absence is as much a read result as a row)."""
+        stamp = self.db.freshness(scope)  # before reading: a commit during the read moves it
         found = self._entries.get(key)
-        if found is None or found[0] != stamp:
-            return None
-        self._entries.move_to_end(key)
-        return found[1]
-
-    def put(self, key: Hashable, stamp: Stamp, value: V) -> None:
+        if found is not None and found[0] == stamp:
+            self._entries.move_to_end(key)
+            return found[1]
+        value = await read()
         self._entries[key] = (stamp, value)
         self._entries.move_to_end(key)
         if len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+        return value

@@ -114,7 +114,7 @@ class MessageService:
         self.translations: TranslationPort = NoTranslation()
         self._pages: FreshCache[Page] = FreshCache(ctx.db, CACHED_PAGES)
         self.open_rule = OpenRule(ctx)
-        self._authors: FreshCache[tuple[sqlite3.Row | None]] = FreshCache(ctx.db, CACHED_AUTHORS)
+        self._authors: FreshCache[sqlite3.Row | None] = FreshCache(ctx.db, CACHED_AUTHORS)
 
     async def render(self, conn: Conn, rows: Sequence[sqlite3.Row], language: str) -> list[dict[str, Any]]:
         """Rows as a reader of ``language`` sees them, attachments and translations included."""
@@ -183,12 +183,8 @@ class MessageService:
         """``author_display_name``/``_avatar`` as the message query would join them."""
         name, avatar = author.name, author.avatar_url
         if author.kind != "webhook" and (name is None or avatar is None):
-            stamp = self._authors.stamp()  # a rename or a new avatar is a write that moves every stamp
-            found = self._authors.get(author.id, stamp)
-            if found is None:
-                found = (await user_store.by_id(self.ctx.db.reader, author.id),)
-                self._authors.put(author.id, stamp, found)
-            user = found[0]
+            # A rename or a new avatar is a write that moves every stamp.
+            user = await self._authors.load(author.id, lambda: user_store.by_id(self.ctx.db.reader, author.id))
             if user is not None:
                 name = name if name is not None else user["name"]
                 avatar = avatar if avatar is not None else user["avatar_url"]
@@ -217,12 +213,8 @@ class MessageService:
         scope = channel_id or conversation_id
         assert scope is not None
         key = (scope, before, after, limit, language)
-        stamp = self._pages.stamp(scope)
-        page = self._pages.get(key, stamp)
-        if page is None:
-            page = await self._read_page(channel_id, conversation_id, before, after, limit, language)
-            self._pages.put(key, stamp, page)
-        return page
+        return await self._pages.load(
+            key, lambda: self._read_page(channel_id, conversation_id, before, after, limit, language), scope)
 
     async def _read_page(self, channel_id: str | None, conversation_id: str | None, before: str | None,
                          after: str | None, limit: int, language: str) -> Page:

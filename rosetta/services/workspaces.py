@@ -50,17 +50,12 @@ class OpenRule:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._rooms: FreshCache[tuple[sqlite3.Row | None]] = FreshCache(ctx.db, CACHED_ROOM_LOOKUPS)
+        self._rooms: FreshCache[sqlite3.Row | None] = FreshCache(ctx.db, CACHED_ROOM_LOOKUPS)
 
     async def require_open(self, workspace_id: str | None) -> None:
         if workspace_id is None:
             return
-        stamp = self._rooms.stamp()
-        found = self._rooms.get(workspace_id, stamp)
-        if found is None:
-            found = (await room_store.for_workspace(self.ctx.db.reader, workspace_id),)
-            self._rooms.put(workspace_id, stamp, found)
-        room = found[0]
+        room = await self._rooms.load(workspace_id, lambda: room_store.for_workspace(self.ctx.db.reader, workspace_id))
         if room is not None and not is_live(room, self.ctx.clock.now()):
             raise room_gone()
 
@@ -74,7 +69,7 @@ CACHED_CHANNEL_VIEWS = 4096
 class WorkspaceService:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self._channel_views: FreshCache[sqlite3.Row] = FreshCache(ctx.db, CACHED_CHANNEL_VIEWS)
+        self._channel_views: FreshCache[sqlite3.Row | None] = FreshCache(ctx.db, CACHED_CHANNEL_VIEWS)
 
     # Access -----------------------------------------------------------------------------------
 
@@ -98,13 +93,10 @@ class WorkspaceService:
         if not looks_like_id(workspace_id) or not looks_like_id(channel_id):
             raise NotFound()
         key = (workspace_id.lower(), channel_id.lower(), principal.user_id)
-        stamp = self._channel_views.stamp()  # membership, roles, passwords, languages: any write but a post
-        row = self._channel_views.get(key, stamp)
+        # Membership, roles, passwords and languages change only through writes that move every stamp.
+        row = await self._channel_views.load(key, lambda: channel_store.for_user(self.ctx.db.reader, *key))
         if row is None:
-            row = await channel_store.for_user(self.ctx.db.reader, *key)
-            if row is None:
-                raise NotFound()
-            self._channel_views.put(key, stamp, row)
+            raise NotFound()
         return row
 
     async def require_structure_admin(self, workspace_id: str, principal: Principal) -> sqlite3.Row:

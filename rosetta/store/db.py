@@ -227,8 +227,8 @@ class Database:
         Inside a write unit (on the writer's thread) it is the writer itself: the loop's readers
         belong to the loop's thread, and the unit's own batch is what it should see.
         """
-        if threading.get_ident() == self._writer_thread:
-            return Reader(self._writer._conn) if self._writer is not None else self._readers[0]
+        if threading.get_ident() == self._writer_thread and self._writer is not None:
+            return Reader(self._writer._conn)
         self._next_reader = (self._next_reader + 1) % len(self._readers)
         return self._readers[self._next_reader]
 
