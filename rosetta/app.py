@@ -21,6 +21,7 @@ import tornado.web
 
 import rosetta.handlers
 from rosetta.clock import Clock
+from rosetta.cluster import Cluster
 from rosetta.config import Config
 from rosetta.handlers.auth_web import session_resolver
 from rosetta.handlers.base import NotFoundHandler
@@ -78,15 +79,21 @@ def collect_routes() -> list[tuple[str, type]]:
 
 
 class RosettaApp:
-    def __init__(self, config: Config, clock: Clock | None = None, run_jobs: bool = True) -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, run_jobs: bool = True,
+                 cluster: Cluster | None = None) -> None:
         self.config = config
         self.run_jobs = run_jobs  # tests turn timers off and call jobs.run_once() instead
         self.clock = clock or Clock()
+        # One of server.workers processes (rosetta.workers), or the only one.
+        self.cluster = cluster or Cluster()
         self.db = Database(config.data_dir / "rosetta.sqlite3", synchronous=config.storage.synchronous,
-                           readers=config.storage.readers, group_commit_max=config.storage.group_commit_max)
+                           readers=config.storage.readers, group_commit_max=config.storage.group_commit_max,
+                           generations=self.cluster.generations, shared_writer=self.cluster.size > 1)
         self.hub = Hub()
-        self.ctx = Context(config=config, clock=self.clock, db=self.db, hub=self.hub)
-        self.limiter = RateLimiter(self.clock)
+        if self.cluster.size > 1:
+            self.hub.connection_prefix = f"w{self.cluster.index}c"  # connection ids unique across workers
+        self.ctx = Context(config=config, clock=self.clock, db=self.db, hub=self.hub, peers=self.cluster.peers)
+        self.limiter = RateLimiter(self.clock, self.cluster.peers)
         self.jobs = JobRunner()
         # Extra credential resolvers (web sessions, guest tokens) register here: (handler) -> Principal.
         self.resolvers: list[Callable[[Any], Any]] = []
@@ -125,6 +132,11 @@ class RosettaApp:
                                               autorun=run_jobs)
         if self.translation.enabled:  # with "none" nothing is queued: readers of other languages see skipped
             self.messages.translations = self.translation
+        peers = self.cluster.peers
+        if peers is not None and self.cluster.runs_jobs:
+            peers.on("translation.wake", lambda _: self.translation.wake())
+        elif peers is not None:
+            self.translation.wake_elsewhere = lambda: peers.send("translation.wake")
         self.glossary = GlossaryService(self.ctx, self.workspaces)
         self.jobs.add("translation.work", config.translation.poll_interval_s, self.translation.work)
         # Integrations (issue 7): incoming/Slack webhooks, outgoing webhooks and push (both queue their
@@ -181,7 +193,8 @@ class RosettaApp:
         """Open the database (migrating it), start the jobs, listen. ``server.port = 0`` picks a free port."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         await self.db.open()
-        await self.files.reconcile()  # before listening: no upload is in flight, so orphans are real
+        if self.cluster.size == 1:  # with several workers the parent did it before forking them
+            await self.prepare()
         await self.translation.start()  # loads the language-detection model off the loop
         server_cfg = self.config.server
         # The largest body any route accepts; JSON routes enforce their own smaller bound in prepare().
@@ -189,16 +202,27 @@ class RosettaApp:
         self.server = tornado.httpserver.HTTPServer(self.make_tornado_app(), max_body_size=max_body,
                                                     idle_connection_timeout=120)
         sockets = tornado.netutil.bind_sockets(server_cfg.port, server_cfg.host, family=socket.AF_INET
-                                               if ":" not in server_cfg.host else socket.AF_UNSPEC)
+                                               if ":" not in server_cfg.host else socket.AF_UNSPEC,
+                                               reuse_port=self.cluster.size > 1)
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)
-        self.jobs.start(self.run_jobs)
-        log.info("Rosetta listening on http://%s:%s (data in %s)", server_cfg.host, self.port,
+        if self.cluster.peers is not None:
+            self.cluster.peers.start()
+        self.jobs.start(self.run_jobs, shared=self.cluster.runs_jobs)
+        log.info("Rosetta %slistening on http://%s:%s (data in %s)",
+                 f"worker {self.cluster.index} " if self.cluster.size > 1 else "", server_cfg.host, self.port,
                  self.config.data_dir.resolve())
-        if self.config.translation.provider == "none":
+        if self.config.translation.provider == "none" and self.cluster.runs_jobs:
             log.info("Translation is off (translation.provider = none): messages are shown in the original.")
 
+    async def prepare(self) -> None:
+        """Start-up work done once per server, before anything listens (the database is open)."""
+        await self.files.reconcile()  # no upload is in flight, so orphans are real
+        self.app_key.get()  # made now when missing: every worker then reads the same key
+
     async def stop(self) -> None:
+        if self.cluster.peers is not None:
+            self.cluster.peers.stop()
         await self.jobs.stop()
         await self.translation.stop()  # before the database closes: the worker may be mid-round
         await self.hub.close_all()  # WebSockets get 1001 and SSE streams end before the server closes

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from rosetta import __version__
 from rosetta.clock import iso, parse_iso
+from rosetta.cluster import Cluster
 from rosetta.config import Config, ConfigError, load_config
 from rosetta.errors import ApiError
+from rosetta.workers import serve_workers
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -106,10 +108,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
 # Commands ---------------------------------------------------------------------------------------
 
 
-async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
+async def serve(config: Config, args: argparse.Namespace | None = None, cluster: Cluster | None = None) -> int:
     from rosetta.app import RosettaApp
 
-    app = RosettaApp(config)
+    app = RosettaApp(config, cluster=cluster)
     await app.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -119,6 +121,12 @@ async def serve(config: Config, args: argparse.Namespace | None = None) -> int:
     logging.getLogger("rosetta").info("shutting down")
     await app.stop()
     return EXIT_OK
+
+
+async def prepare_workers(config: Config) -> None:
+    """Before ``server.workers`` processes are forked: migrate, and the app's once-per-server start-up."""
+    async with offline_app(config) as app:
+        await app.prepare()
 
 
 async def migrate(config: Config, args: argparse.Namespace | None = None) -> int:
@@ -272,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command_name(args) != "serve":
         logging.getLogger("rosetta").setLevel(logging.WARNING)  # operator commands print their own result
     try:
+        if command_name(args) == "serve" and config.server.workers > 1:
+            return serve_workers(config, prepare_workers, lambda config, cluster: serve(config, args, cluster))
         return asyncio.run(COMMANDS[command_name(args)](config, args))
     except ApiError as exc:
         # The services' refusals (a taken email, an unknown ability): the same words the API would use.

@@ -41,6 +41,8 @@ class ServerConfig:
     trusted_proxies: tuple[str, ...] = ()
     # Which requests get an access-log line: each costs ~150 µs of the loop (10% of a message send).
     access_log: str = field(default="errors", metadata=_bounded(choices=("all", "errors", "off")))
+    # Processes serving the same port and database (rosetta.workers); one per core uses every core.
+    workers: int = field(default=1, metadata=_bounded(1, 64))
 
     def base_url(self) -> str:
         """The URL people reach the server at; links in mail and join endpoints are built from it."""

@@ -1,8 +1,10 @@
 """In-memory rate limiting: fixed windows per (bucket, key), bounded in size.
 
 Owns counting only; handlers turn a refusal into 429 with ``Retry-After`` and ``X-RateLimit-*``.
-One process serves everything, so memory is the right store; a restart forgets the counts, which
-only ever errs towards letting a user back in.
+Memory is the right store: a restart forgets the counts, which only ever errs towards letting a
+user back in. With several worker processes each counts every worker's attempts: a counted attempt
+is told to the others (rosetta.cluster), so an attacker spreading connections across workers gets
+no more tries than one connection would.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rosetta.clock import Clock
+from rosetta.cluster import Peers
 
 MAX_KEYS = 100_000  # ~100 bytes each: at most ~10 MB however many addresses hammer us
 
@@ -23,29 +26,45 @@ class Verdict:
 
 
 class RateLimiter:
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, peers: Peers | None = None) -> None:
         self.clock = clock
         self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+        self.peers = peers
+        if peers is not None:
+            peers.on("ratelimit.hit", lambda message: self._count(*message))
+            peers.on("ratelimit.reset", lambda message: self._windows.pop((message[0], message[1]), None))
 
     def hit(self, bucket: str, key: str, limit: int, window_s: float) -> Verdict:
         """Count one attempt; ``limit`` 0 means the limit is off."""
         if limit <= 0:
             return Verdict(True, 0, 0, 0)
         now = self.clock.now().timestamp()
-        slot = (bucket, key)
-        start, count = self._windows.get(slot, (now, 0))
-        if now - start >= window_s:
-            start, count = now, 0
+        start, count = self._window((bucket, key), now, window_s)
         retry_after = int(start + window_s - now) + 1
         if count >= limit:
             return Verdict(False, limit, 0, retry_after)
-        if len(self._windows) >= MAX_KEYS and slot not in self._windows:
-            self._evict(now, window_s)
-        self._windows[slot] = (start, count + 1)
+        self._count(bucket, key, window_s)
+        if self.peers is not None:
+            self.peers.send("ratelimit.hit", [bucket, key, window_s])
         return Verdict(True, limit, limit - count - 1, retry_after)
 
     def reset(self, bucket: str, key: str) -> None:
         self._windows.pop((bucket, key), None)
+        if self.peers is not None:
+            self.peers.send("ratelimit.reset", [bucket, key])
+
+    def _window(self, slot: tuple[str, str], now: float, window_s: float) -> tuple[float, int]:
+        start, count = self._windows.get(slot, (now, 0))
+        return (now, 0) if now - start >= window_s else (start, count)
+
+    def _count(self, bucket: str, key: str, window_s: float) -> None:
+        """One attempt in the current window (this worker's, or one another worker counted)."""
+        now = self.clock.now().timestamp()
+        slot = (bucket, key)
+        start, count = self._window(slot, now, window_s)
+        if len(self._windows) >= MAX_KEYS and slot not in self._windows:
+            self._evict(now, window_s)
+        self._windows[slot] = (start, count + 1)
 
     def _evict(self, now: float, window_s: float) -> None:
         expired = [slot for slot, (start, _) in self._windows.items() if now - start >= window_s]

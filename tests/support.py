@@ -16,6 +16,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from rosetta.app import RosettaApp
 from rosetta.clock import ManualClock
+from rosetta.cluster import Cluster
 from rosetta.config import Config, load_config
 
 BCRYPT_TEST_ROUNDS = 4  # the minimum: tests check behaviour, not hashing cost
@@ -35,13 +36,14 @@ def test_config(data_dir: Path, **sections: dict[str, Any]) -> Config:
 class Server:
     """One running Rosetta; ``restart()`` stops it and starts a new app over the same files."""
 
-    def __init__(self, config: Config, clock: ManualClock) -> None:
+    def __init__(self, config: Config, clock: ManualClock, cluster: Cluster | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.cluster = cluster  # one of several workers (tests/test_workers.py)
         self.app: RosettaApp | None = None
 
     async def start(self) -> RosettaApp:
-        self.app = RosettaApp(self.config, clock=self.clock, run_jobs=False)
+        self.app = RosettaApp(self.config, clock=self.clock, run_jobs=False, cluster=self.cluster)
         await self.app.start()
         return self.app
 

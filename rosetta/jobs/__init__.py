@@ -21,6 +21,7 @@ class Job:
     name: str
     interval_s: float
     work: Callable[[], Awaitable[object]]
+    every_worker: bool = False  # it tends this process's own state (its sockets), not the database's
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _timer: tornado.ioloop.PeriodicCallback | None = None
 
@@ -41,13 +42,16 @@ class JobRunner:
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.running = False
+        self.shared = True
 
-    def add(self, name: str, interval_s: float, work: Callable[[], Awaitable[object]]) -> Job:
+    def add(self, name: str, interval_s: float, work: Callable[[], Awaitable[object]],
+            every_worker: bool = False) -> Job:
+        """Register a job; with several worker processes only worker 0 runs it, unless ``every_worker``."""
         if name in self.jobs:
             raise ValueError(f"job {name} exists")
-        job = Job(name, interval_s, work)
+        job = Job(name, interval_s, work, every_worker)
         self.jobs[name] = job
-        if self.running:
+        if self.running and (self.shared or every_worker):
             self._schedule(job)
         return job
 
@@ -58,11 +62,14 @@ class JobRunner:
         job._timer = tornado.ioloop.PeriodicCallback(job._tick, job.interval_s * 1000, jitter=0.1)
         job._timer.start()
 
-    def start(self, enabled: bool = True) -> None:
+    def start(self, enabled: bool = True, shared: bool = True) -> None:
+        """Start the timers (``enabled``); ``shared`` false: only the ``every_worker`` jobs (workers 1..n)."""
         self.running = enabled
+        self.shared = shared
         if enabled:
             for job in self.jobs.values():
-                self._schedule(job)
+                if shared or job.every_worker:
+                    self._schedule(job)
 
     async def stop(self) -> None:
         """Stop the timers, then wait for runs in flight: the database closes only after they end."""

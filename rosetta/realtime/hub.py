@@ -8,6 +8,11 @@ same bytes go to every connection of that language. The hub never waits for a cl
 non-blocking and an overflowing connection is closed (subscription.py).
 
 It must not write domain rows: apart from trimming its own log it only reads.
+
+With several worker processes (rosetta.cluster) each hub serves its own connections: events
+committed by another worker are read from the log when that worker says new ones are there (a
+``TAIL`` in the queue), so every hub delivers every event in seq order, whoever committed it.
+Live-only frames (typing, read) and presence changes are passed to the other hubs as messages.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from rosetta.services.views import same_language
 from rosetta.store import events as event_store
 from rosetta.store import messages as message_store
 from rosetta.store import realtime as realtime_store
-from rosetta.store.db import Conn
+from rosetta.store.db import Conn, complete
 
 if TYPE_CHECKING:
     from rosetta.jobs import JobRunner
@@ -49,6 +54,7 @@ CONTENT_KEYS = ("content", "original_content", "display_content", "translations"
 REPLAY_PAGE = 500  # events read per replay step; then wait for the socket to drain
 SSE_COMMENT_S = 15.0  # spec §5: keeps proxies from closing an idle stream
 SWEEP_CHUNK = 500  # credentials looked up per query by the expiry sweep (one SQL IN list)
+TAIL = "tail"  # queue item: read the log for events other workers committed (see _drain)
 
 
 class Hub:
@@ -58,11 +64,14 @@ class Hub:
         self.ctx: Context | None = None
         self.messages: MessageService | None = None
         self._by_user: dict[str, set[Subscription]] = {}
-        # Events to deliver, and closures to run once the events queued before them were offered.
-        self._queue: deque[Event | Callable[[], None]] = deque()
+        # Events to deliver, log tails, and closures to run once what was queued before them was offered.
+        self._queue: deque[Event | str | Callable[[], None]] = deque()
+        self._queued_through = 0  # every seq up to here is in the queue (or was), or nobody needed it
+        self._delivered_through = 0  # the drain's position in the log
         self._drain_task: asyncio.Task[None] | None = None
         self._sse_timer: tornado.ioloop.PeriodicCallback | None = None
         self._next_connection = 0
+        self.connection_prefix = "c"  # with several workers, each its own (rosetta.app)
         self.delivered = 0  # frames written live (the benchmark prints it)
         self.presence = Presence(self)
 
@@ -71,9 +80,13 @@ class Hub:
         self.ctx = ctx
         self.messages = messages
         self.audiences.remember_with(FreshCache(ctx.db, CACHED_AUDIENCES))
+        if ctx.peers is not None:
+            ctx.peers.on("events", lambda _: self._tail())
+            ctx.peers.on("relay", lambda message: self._relay_from_peer(*message))
+            ctx.peers.on("presence", lambda message: self.presence.elsewhere(*message))
         jobs.add("events.trim", ctx.config.realtime.trim_interval_s, self.trim)
         # A credential reaching its expires_at loses its sockets within one heartbeat.
-        jobs.add("realtime.expiry", ctx.config.realtime.heartbeat_s, self.sweep_expired)
+        jobs.add("realtime.expiry", ctx.config.realtime.heartbeat_s, self.sweep_expired, every_worker=True)
         ctx.listeners.setdefault("tokens.revoked", []).append(self.close_tokens)
         ctx.listeners.setdefault("sessions.revoked", []).append(self.close_sessions)
         ctx.listeners.setdefault("users.deactivated", []).append(self.close_users)
@@ -87,8 +100,8 @@ class Hub:
         return self._by_user.get(user_id, set())
 
     def is_online(self, user_id: str) -> bool:
-        """Whether the user has a live WebSocket or SSE connection (push skips online users)."""
-        return bool(self._by_user.get(user_id))
+        """Whether the user has a live WebSocket or SSE connection to any worker (push skips online users)."""
+        return bool(self._by_user.get(user_id)) or self.presence.online_elsewhere(user_id)
 
     def subscriptions(self) -> Iterable[Subscription]:
         for subs in list(self._by_user.values()):
@@ -96,10 +109,12 @@ class Hub:
 
     def new_connection_id(self) -> str:
         self._next_connection += 1
-        return f"c{self._next_connection}"
+        return f"{self.connection_prefix}{self._next_connection}"
 
     def add(self, sub: Subscription) -> None:
         """Register before reading the log: every event committed from now on reaches ``pending``."""
+        if not self._by_user:
+            self._catch_up()
         self._by_user.setdefault(sub.user_id, set()).add(sub)
         if sub.transport == "sse" and self._sse_timer is None:
             self._sse_timer = tornado.ioloop.PeriodicCallback(self._sse_comment, SSE_COMMENT_S * 1000)
@@ -169,13 +184,64 @@ class Hub:
     # Live delivery ---------------------------------------------------------------------------------
 
     def publish(self, event: Event) -> None:
-        """Called after COMMIT, in seq order. Queue and return at once: delivery reads the database."""
+        """Called after COMMIT, in this worker's seq order. Queue and return: delivery reads the database."""
         self.last_seq = max(self.last_seq, event.seq)
+        if self.ctx is not None and self.ctx.peers is not None:
+            self.ctx.peers.send("events")  # the other workers' hubs read it from the log
         if not self._by_user or self.ctx is None:
+            self._queued_through = max(self._queued_through, event.seq)
             return  # nobody listening: a reconnecting client replays from the log
-        self._queue.append(event)
+        if event.seq <= self._queued_through:
+            return  # a tail queued before it reads it
+        if event.seq == self._queued_through + 1:
+            self._queue.append(event)
+            self._queued_through = event.seq
+        else:
+            self._queue_tail()  # another worker committed the seqs in between: read them all in order
+        self._start_drain()
+
+    def _tail(self) -> None:
+        """Another worker committed events: deliver them after what is queued."""
+        if not self._by_user or self.ctx is None:
+            return  # nobody listening; the next connection catches up first (add)
+        self._queue_tail()
+        self._start_drain()
+
+    def _queue_tail(self) -> None:
+        if not self._queue or self._queue[-1] != TAIL:
+            self._queue.append(TAIL)
+
+    def _catch_up(self) -> None:
+        """The first connection after none: the queue's position jumps to the log's head.
+
+        Events before it are this connection's replay or hello; with nobody listening the hub did
+        not follow the log. Runs before the connection reads the log, so nothing falls between.
+        """
+        if self.ctx is None:
+            return
+        head = self.last_seq
+        if self.ctx.peers is not None:  # other workers may have committed since: ask the log
+            head = max(head, complete(realtime_store.log_bounds(self.ctx.db.reader))[1])
+        self._queued_through = self._delivered_through = head
+
+    def _start_drain(self) -> None:
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _read_tail(self) -> list[Event]:
+        """The events committed after the drain's position, in seq order (any worker's)."""
+        assert self.ctx is not None
+        events: list[Event] = []
+        while True:
+            rows = await event_store.after(self.ctx.db.reader, self._delivered_through, REPLAY_PAGE)
+            events.extend(_event(row) for row in rows)
+            if rows:
+                self._delivered_through = events[-1].seq
+            if len(rows) < REPLAY_PAGE:
+                break
+        self._queued_through = max(self._queued_through, self._delivered_through)
+        self.last_seq = max(self.last_seq, self._delivered_through)
+        return events
 
     async def _drain(self) -> None:
         while self._queue:
@@ -184,7 +250,12 @@ class Hub:
             batch: list[Event] = []
             for item in [*items, None]:
                 if isinstance(item, Event):
-                    batch.append(item)
+                    if item.seq > self._delivered_through:  # else a tail already read it
+                        batch.append(item)
+                        self._delivered_through = item.seq
+                    continue
+                if item == TAIL:
+                    batch.extend(await self._read_tail())
                     continue
                 if batch:
                     try:
@@ -269,12 +340,19 @@ class Hub:
     # Live-only events (typing, read, presence): never in the durable log --------------------------
 
     async def relay(self, name: str, audience_kind: str, audience_id: str, data: dict[str, Any],
-                    skip: Subscription | None = None) -> None:
+                    skip: Subscription | None = None, forward: bool = True) -> None:
+        """A live-only frame to the connected readers of an audience, on every worker."""
         assert self.ctx is not None
+        if forward and self.ctx.peers is not None:
+            self.ctx.peers.send("relay", [name, audience_kind, audience_id, data])
         readers = await self.audiences.readers(self.ctx.db.reader, audience_kind, audience_id)
         frame = Frame(None, name, dumps(data))
         for _, subs in self._connected(readers):
             self._offer(frame, (sub for sub in subs if sub is not skip))
+
+    def _relay_from_peer(self, name: str, audience_kind: str, audience_id: str, data: dict[str, Any]) -> None:
+        if self._by_user:
+            asyncio.get_running_loop().create_task(self.relay(name, audience_kind, audience_id, data, forward=False))
 
     async def relay_read(self, sub: Subscription, message_id: str) -> None:
         """A ``read`` frame: the reader's other connections learn the message was read (unread badges)."""

@@ -13,6 +13,10 @@ frame each, not N x N frames. A change undone before the flush (a quick reconnec
 Recipients with the same set of affected workspaces share one encoded frame. A flush takes at most
 ``MAX_PER_FLUSH`` changes (the rest wait for the next), which bounds its query and its frames.
 A temporary room is its own workspace, so a guest's presence stays inside their room.
+
+With several worker processes, each tells the others when a user's first connection to it opened
+or its last one closed; a user is online while connected to any worker, and each worker tells its
+own connections about changes to that.
 """
 
 from __future__ import annotations
@@ -41,16 +45,39 @@ class Presence:
         self._pending: dict[str, str] = {}  # user_id -> status not told yet (insertion order = change order)
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: asyncio.Task[int] | None = None
+        self._elsewhere: dict[str, int] = {}  # user_id -> how many other workers they are connected to
 
     def joined(self, user_id: str) -> None:
         """After the hub registered a connection: the user's first one makes them online."""
         if self.hub.connection_count(user_id) == 1:
-            self._changed(user_id, ONLINE)
+            self._tell_peers(user_id, ONLINE)
+            if not self._elsewhere.get(user_id):
+                self._changed(user_id, ONLINE)
 
     def left(self, user_id: str) -> None:
         """After the hub dropped a connection: the user's last one makes them offline."""
         if self.hub.connection_count(user_id) == 0:
-            self._changed(user_id, OFFLINE)
+            self._tell_peers(user_id, OFFLINE)
+            if not self._elsewhere.get(user_id):
+                self._changed(user_id, OFFLINE)
+
+    def online_elsewhere(self, user_id: str) -> bool:
+        return bool(self._elsewhere.get(user_id))
+
+    def elsewhere(self, user_id: str, status: str) -> None:
+        """Another worker's message: the user's first connection to it opened, or its last one closed."""
+        before = self._elsewhere.get(user_id, 0)
+        after = before + 1 if status == ONLINE else max(before - 1, 0)
+        if after:
+            self._elsewhere[user_id] = after
+        else:
+            self._elsewhere.pop(user_id, None)
+        if self.hub.connection_count(user_id) == 0 and bool(before) != bool(after):
+            self._changed(user_id, status)
+
+    def _tell_peers(self, user_id: str, status: str) -> None:
+        if self.hub.ctx is not None and self.hub.ctx.peers is not None:
+            self.hub.ctx.peers.send("presence", [user_id, status])
 
     def _changed(self, user_id: str, status: str) -> None:
         # Changes alternate (online, offline, online...): a second one before the flush undoes the first,

@@ -38,12 +38,6 @@ class SignedIn:
 RegistrationHook = Callable[[Tx, str, str], Awaitable[Any]]
 
 
-def notify(ctx: Context, topic: str, *args: Any) -> None:
-    """Tell registered listeners (e.g. the realtime gateway) about a committed change."""
-    for listener in ctx.listeners.get(topic, []):
-        listener(*args)
-
-
 class AccountService:
     def __init__(self, ctx: Context, tokens: TokenService) -> None:
         self.ctx = ctx
@@ -117,7 +111,7 @@ class AccountService:
 
             async def close(tx: Tx) -> None:
                 await auth_store.session_delete(tx, session_id)
-                tx.on_commit(lambda: notify(self.ctx, "tokens.revoked", [session_id]))
+                tx.on_commit(lambda: self.ctx.notify("tokens.revoked", [session_id]))
 
             await self.ctx.db.write(close)
             return
@@ -130,7 +124,7 @@ class AccountService:
         now = self.ctx.now()
         for token_id in token_ids:
             await token_store.revoke(tx, token_id, now)
-        tx.on_commit(lambda: notify(self.ctx, "tokens.revoked", token_ids))
+        tx.on_commit(lambda: self.ctx.notify("tokens.revoked", token_ids))
 
     async def change_password(self, principal: Principal, current: str, new: str) -> None:
         user = await user_store.by_id(self.ctx.db.reader, principal.user_id)
@@ -145,8 +139,8 @@ class AccountService:
             revoked = await token_store.revoke_all_for_user(tx, principal.user_id, now, keep_id=principal.token_id)
             # Web sessions too: only the caller's own session (if it is one) stays signed in.
             revoked += await auth_store.sessions_delete_for_user(tx, principal.user_id, keep_id=principal.session_id)
-            tx.on_commit(lambda: notify(self.ctx, "tokens.revoked", revoked))
-            tx.on_commit(lambda: notify(self.ctx, "password.changed", principal.user_id, principal.session_id))
+            tx.on_commit(lambda: self.ctx.notify("tokens.revoked", revoked))
+            tx.on_commit(lambda: self.ctx.notify("password.changed", principal.user_id, principal.session_id))
 
         await self.ctx.db.write(unit)
 

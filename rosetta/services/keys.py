@@ -35,13 +35,18 @@ class AppKey:
             return path.read_text(encoding="ascii").strip().encode("ascii")
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = secrets.token_hex(32)
-        # O_EXCL: two processes starting together must not end up with different keys.
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return path.read_text(encoding="ascii").strip().encode("ascii")
+        # Written whole under another name, then linked into place: link() fails if the key exists, so
+        # two processes starting together agree on one key, and neither can read a half-written file.
+        staged = path.with_name(f"{KEY_FILE}.{os.getpid()}.tmp")
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             handle.write(fresh)
+        try:
+            os.link(staged, path)
+        except FileExistsError:
+            return path.read_text(encoding="ascii").strip().encode("ascii")
+        finally:
+            staged.unlink()
         return fresh.encode("ascii")
 
     def sign(self, purpose: str, value: str) -> str:

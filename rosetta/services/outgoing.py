@@ -26,6 +26,7 @@ from rosetta.ids import looks_like_id, new_id, new_secret
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import EMITTED, Event
+from rosetta.services.fresh import ANY_WRITE
 from rosetta.services.ssrf import Refused, guarded_fetch, literal_refusal
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store import webhooks as store
@@ -81,9 +82,10 @@ class OutgoingService:
     def __init__(self, ctx: Context, workspaces: WorkspaceService) -> None:
         self.ctx = ctx
         self.workspaces = workspaces
-        # Workspaces with an active subscription, loaded on first use: most events skip the hook's
-        # SQL entirely (a query under the writer lock would tax every message).
-        self._active: set[str] | None = None
+        # Workspaces with an active subscription, with the write generation they were read at: most
+        # events skip the hook's SQL entirely (a query under the writer lock would tax every message).
+        # A subscription's change moves the generation, in whichever worker process it committed.
+        self._active: tuple[tuple[int, int], set[str]] | None = None
         ctx.listeners.setdefault(EMITTED, []).append(self.on_event)
 
     # Management ------------------------------------------------------------------------------
@@ -93,14 +95,15 @@ class OutgoingService:
         if problem:
             raise Invalid.one("url", f"The url is not allowed: {problem}.")
 
+    def _forget_active(self, tx: Tx) -> None:
+        """A subscription changes in this unit: later units of its batch must read the set again."""
+        self._active = None
+
     @staticmethod
     def check_event_types(event_types: list[str]) -> None:
         unknown = [name for name in event_types if name not in EVENT_TYPES]
         if unknown or not event_types:
             raise Invalid.one("event_types", f"The event_types must be chosen from: {', '.join(EVENT_TYPES)}.")
-
-    def _forget_active(self, tx: Tx) -> None:
-        tx.on_commit(lambda: setattr(self, "_active", None))
 
     async def list(self, workspace_id: str, principal: Principal) -> list[sqlite3.Row]:
         workspace = await self.workspaces.require_admin(workspace_id, principal)
@@ -180,16 +183,18 @@ class OutgoingService:
     async def on_event(self, tx: Tx, event: Event) -> None:
         if event.audience_kind not in ("workspace", "channel"):
             return  # direct conversations, single users and guest rooms never leave the server
-        if self._active is None:
-            self._active = await store.workspaces_with_outgoing(tx)
-        if not self._active:
+        stamp = self.ctx.db.freshness(ANY_WRITE)
+        if self._active is None or self._active[0] != stamp:
+            self._active = (stamp, await store.workspaces_with_outgoing(tx))
+        active = self._active[1]
+        if not active:
             return
         workspace_id = event.payload.get("workspace_id") if isinstance(event.payload, dict) else None
         if event.audience_kind == "workspace":
             workspace_id = event.audience_id
         elif not isinstance(workspace_id, str):
             workspace_id = await store.channel_workspace(tx, event.audience_id)
-        if workspace_id not in self._active:
+        if workspace_id not in active:
             return
         now = self.ctx.now()
         rows = []

@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 from rosetta.clock import iso
 from rosetta.errors import Invalid
 from rosetta.ids import new_id, new_secret, sha256_hex
-from rosetta.services.accounts import notify
 from rosetta.services.context import Context
 from rosetta.services.mailer import Mailer
 from rosetta.services.passwords import hash_password
@@ -68,7 +67,7 @@ class PasswordResetService:
             await user_store.update(tx, user["id"], now, password_hash=new_hash)
             revoked = await token_store.revoke_all_for_user(tx, user["id"], now)
             revoked += await auth_store.sessions_delete_for_user(tx, user["id"])
-            tx.on_commit(lambda: notify(self.ctx, "tokens.revoked", revoked))
+            tx.on_commit(lambda: self.ctx.notify("tokens.revoked", revoked))
             return True
 
         if not await self.ctx.db.write(unit):

@@ -17,7 +17,6 @@ from typing import Any
 from rosetta.clock import iso, parse_iso
 from rosetta.errors import Forbidden, Gone, Invalid, NotFound
 from rosetta.ids import looks_like_id, new_id
-from rosetta.services.accounts import notify
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import emit
@@ -256,8 +255,8 @@ class RoomService:
                        "channel_id": room["channel_id"], "status": "expired", "expired_at": now}
             await emit(self.ctx, tx, "room.expired", "room", room["id"], payload)
             # Open guest connections close: their token ids are dead now (the gateway listens).
-            tx.on_commit(lambda revoked=revoked: notify(self.ctx, "tokens.revoked", revoked))
-            tx.on_commit(lambda room_id=room["id"]: notify(self.ctx, "room.expired", room_id))
+            tx.on_commit(lambda revoked=revoked: self.ctx.notify("tokens.revoked", revoked))
+            tx.on_commit(lambda room_id=room["id"]: self.ctx.notify("room.expired", room_id))
         return count
 
     async def _purge(self, tx: Tx, rooms: list[sqlite3.Row]) -> tuple[int, list[str]]:

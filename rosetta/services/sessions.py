@@ -19,7 +19,6 @@ from datetime import timedelta
 
 from rosetta.clock import iso, parse_iso
 from rosetta.ids import new_id, new_secret, same_digest, sha256_hex
-from rosetta.services.accounts import notify
 from rosetta.services.context import Context
 from rosetta.services.keys import AppKey
 from rosetta.store import auth as auth_store
@@ -120,6 +119,6 @@ class SessionService:
     async def close(self, session_id: str) -> None:
         async def unit(tx: Tx) -> None:
             await auth_store.session_delete(tx, session_id)
-            tx.on_commit(lambda: notify(self.ctx, "tokens.revoked", [session_id]))
+            tx.on_commit(lambda: self.ctx.notify("tokens.revoked", [session_id]))
 
         await self.ctx.db.write(unit)

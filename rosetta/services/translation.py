@@ -105,6 +105,9 @@ class TranslationService:
         self.provider = provider
         self.messages = messages
         self.autorun = autorun  # tests run the worker by hand (jobs.run_once), so commits do not wake it
+        # With several worker processes one runs the queue (bounded provider concurrency); the others
+        # pass their wake-ups to it through this (rosetta.cluster).
+        self.wake_elsewhere: Callable[[], None] | None = None
         self.detector: Detector | None = None
         # Who reads a place, by audience kind. Other features add theirs (a room whose readers live elsewhere).
         self.reader_languages: dict[str, ReaderLanguages] = {
@@ -180,6 +183,9 @@ class TranslationService:
     def wake(self) -> None:
         """After a commit that queued jobs: run the worker now instead of at the next poll."""
         if not self.autorun or not self.enabled:
+            return
+        if self.wake_elsewhere is not None:
+            self.wake_elsewhere()
             return
         self._wanted = True
         if self._kick is None or self._kick.done():

@@ -1,0 +1,205 @@
+"""Several worker processes over one database (server.workers): whatever worker a request lands on.
+
+Two whole servers run here over the same SQLite file, linked as ``rosetta.workers`` links forked
+workers: shared write generations, one stream per direction between them, the writers' lock file.
+Each listens on its own port so a test can say which worker it talks to (in production both share
+one port and the kernel picks). The last test runs ``rosetta serve`` with two forked workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+from tornado.ioloop import IOLoop
+
+from rosetta.cli import prepare_workers
+from rosetta.clock import ManualClock
+from rosetta.cluster import Cluster, Peers
+from rosetta.store.generations import Generations
+from tests import support
+from tests.support import Api, Server, register, workspace_with
+from tests.test_cli import cli_env
+from tests.test_realtime import Clients, events, frame, post
+from tests.test_realtime_presence import presence_until, quiet
+
+
+def linked_clusters(size: int) -> list[Cluster]:
+    """The clusters ``rosetta.workers`` hands its forked workers, for workers living in one process."""
+    memory = Generations.allocate(size)
+    pairs = {(sender, receiver): socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+             for sender in range(size) for receiver in range(size) if sender != receiver}
+    return [Cluster(index, size, Generations(size, memory).for_worker(index),
+                    Peers([read for (s, r), (_, read) in pairs.items() if r == index],
+                          [write for (s, r), (write, _) in pairs.items() if s == index]))
+            for index in range(size)]
+
+
+@pytest.fixture
+def workers(io_loop: IOLoop, tmp_path: Path, clock: ManualClock) -> Iterator[tuple[Server, Server]]:
+    config = support.test_config(tmp_path / "data", limits={"login_per_minute": 4})
+    io_loop.run_sync(lambda: prepare_workers(config))
+    first, second = (Server(config, clock, cluster) for cluster in linked_clusters(2))
+    io_loop.run_sync(first.start)
+    io_loop.run_sync(second.start)
+    yield first, second
+    io_loop.run_sync(second.stop)
+    io_loop.run_sync(first.stop)
+
+
+@pytest.fixture
+def apis(workers: tuple[Server, Server]) -> Iterator[tuple[Api, Api]]:
+    a, b = Api(workers[0]), Api(workers[1])
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture
+def sockets(workers: tuple[Server, Server]) -> Iterator[tuple[Clients, Clients]]:
+    a, b = Clients(workers[0]), Clients(workers[1])
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_message_posted_on_one_worker_reaches_sockets_and_reads_on_the_other(apis, sockets):
+    api_a, api_b = apis
+    ana, bea, cid = await register(api_a, "Ana"), await register(api_b, "Bea"), await register(api_b, "Cid")
+    team = await workspace_with(api_a, ana, bea)
+    path = f"/workspaces/{team['id']}/channels/{team['general']['id']}/messages"
+    ws_b, _ = await sockets[1].hello(bea.token)
+    ws_c, _ = await sockets[1].hello(cid.token)
+    for _ in range(2):  # the first use of a token writes its last_used_at: the second read is kept
+        before = await api_b.get(path, token=bea.token)
+        assert before.status == 200 and before.json["data"] == []
+    sent = await post(api_a, path, "hola from A", ana.token)
+    [got] = await events(ws_b, 1)
+    assert got["event"] == "message.created" and got["data"]["id"] == sent["id"]
+    after = await api_b.get(path, token=bea.token)
+    assert [m["id"] for m in after.json["data"]] == [sent["id"]]  # B's cached page was dropped
+    assert [f for f in await quiet(ws_c) if f.get("type") == "event" and "seq" in f] == []  # outsider
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_sends_on_both_workers_commit_under_one_lock_and_every_socket_gets_them_in_seq_order(
+        workers, apis, sockets):
+    api_a, api_b = apis
+    ana, bea = await register(api_a, "Ana"), await register(api_b, "Bea")
+    team = await workspace_with(api_a, ana, bea)
+    path = f"/workspaces/{team['id']}/channels/{team['general']['id']}/messages"
+    ws_a, _ = await sockets[0].hello(ana.token)
+    ws_b, _ = await sockets[1].hello(bea.token)
+    sent = await asyncio.gather(*(post(api_a if i % 2 else api_b, path, f"m{i}", ana.token if i % 2 else bea.token)
+                                  for i in range(40)))
+    seen_a, seen_b = await events(ws_a, 40), await events(ws_b, 40)
+    seqs = [f["seq"] for f in seen_a]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 40  # no gap filled late, no duplicate
+    assert [f["seq"] for f in seen_b] == seqs
+    assert {f["data"]["id"] for f in seen_a} == {m["id"] for m in sent}
+    assert workers[0].app.db.commits > 0 and workers[1].app.db.commits > 0  # both wrote
+    page = await api_b.get(f"{path}?limit=100", token=bea.token)
+    assert len(page.json["data"]) == 40
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_removal_on_one_worker_is_enforced_on_the_other(apis, sockets):
+    api_a, api_b = apis
+    ana, bea = await register(api_a, "Ana"), await register(api_b, "Bea")
+    team = await workspace_with(api_a, ana, bea)
+    path = f"/workspaces/{team['id']}/channels/{team['general']['id']}/messages"
+    assert (await api_b.get(path, token=bea.token)).status == 200  # B keeps Bea's view of the channel
+    ws_b, _ = await sockets[1].hello(bea.token)
+    await post(api_a, path, "before Bea left", ana.token)
+    [got] = await events(ws_b, 1)  # B now knows (and keeps) who reads the channel
+    assert got["data"]["display_content"] == "before Bea left"
+    members = (await api_a.get(f"/workspaces/{team['id']}/members", token=ana.token)).json["data"]
+    bea_member = next(m for m in members if bea.id in (m.get("user_id"), m.get("user", {}).get("id")))
+    removed = await api_a.delete(f"/workspaces/{team['id']}/members/{bea_member['id']}", token=ana.token)
+    assert removed.status == 204, removed
+    assert (await api_b.get(path, token=bea.token)).status == 404
+    assert (await api_b.post(path, {"content": "still here?"}, token=bea.token)).status == 404
+    await post(api_a, path, "after Bea left", ana.token)
+    frames = await quiet(ws_b)
+    assert [f for f in frames if f.get("event") == "message.created"] == []
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_token_revoked_on_one_worker_stops_working_on_the_other(apis, sockets):
+    api_a, api_b = apis
+    ana = await register(api_a, "Ana")
+    login = await api_b.post("/auth/app/login", {"email": ana.email, "password": ana.password,
+                                                 "device_name": "phone"})
+    phone = login.json["access_token"]
+    assert (await api_b.get("/me", token=phone)).status == 200  # B has the token cached
+    ws_b, _ = await sockets[1].hello(phone)
+    assert (await api_a.post("/auth/app/logout", token=phone)).status in (200, 204)
+    assert await frame(ws_b) is None and ws_b.close_code == 4001
+    assert (await api_b.get("/me", token=phone)).status == 401
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_typing_and_presence_cross_workers(apis, sockets):
+    api_a, api_b = apis
+    ana, bea = await register(api_a, "Ana"), await register(api_b, "Bea")
+    team = await workspace_with(api_a, ana, bea)
+    ws_a, _ = await sockets[0].hello(ana.token)
+    ws_b, _ = await sockets[1].hello(bea.token)
+    await presence_until(ws_a, bea.id, "online")  # Bea connected to the other worker
+    await ws_a.write_message(json.dumps({"type": "typing", "channel_id": team["general"]["id"]}))
+    got = await frame(ws_b)
+    while got is not None and got.get("event") != "typing":
+        got = await frame(ws_b)
+    assert got is not None and got["data"] == {"channel_id": team["general"]["id"], "user_id": ana.id}
+    ws_b.close()
+    await presence_until(ws_a, bea.id, "offline")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_login_attempts_are_counted_across_workers(apis):
+    api_a, api_b = apis
+    ana = await register(api_a, "Ana")
+    statuses = []
+    for attempt in range(6):  # limit 4 per minute, alternating workers
+        api = api_a if attempt % 2 else api_b
+        wrong = await api.post("/auth/app/login", {"email": ana.email, "password": "wrong-password-1",
+                                                   "device_name": "x"})
+        statuses.append(wrong.status)
+    assert 429 not in statuses[:4] and len(set(statuses[:4])) == 1, statuses  # wrong password, 4 times
+    assert statuses[4:] == [429, 429], statuses  # each worker counted the other's attempts
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_serve_with_two_workers_shares_one_port_and_stops_cleanly(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rosetta", "serve", "--port", "0", "--data-dir", str(tmp_path / "data"),
+        cwd=tmp_path, env=cli_env(ROSETTA_SERVER_WORKERS="2"), stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL)
+    assert process.stderr is not None
+    port, listening = None, 0
+    while listening < 2:
+        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+        assert line, "the server exited before listening"
+        found = re.search(r"2 workers on port (\d+)", line)
+        port = int(found.group(1)) if found else port
+        listening += "listening on" in line
+    client = AsyncHTTPClient(force_instance=True)
+    answered = set()
+    for _ in range(20):  # each fetch is a new connection: the kernel spreads them over both workers
+        health = await client.fetch(f"http://127.0.0.1:{port}/api/v1/health")
+        answered.add(health.code)
+    client.close()
+    assert answered == {200}
+    process.send_signal(signal.SIGTERM)
+    rest = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+    assert await asyncio.wait_for(process.wait(), 30) == 0
+    assert rest.count("database closed") == 2 and "Traceback" not in rest
