@@ -1,7 +1,8 @@
 """Benchmark runner: a fresh real server per section, driven from this (separate) process; one table.
 
-Usage: ``scripts/bench [--only NAME] [--duration S] [--synchronous FULL|NORMAL|EXTRA] [--profile DIR]``
-(``--profile`` runs each server under cProfile and leaves ``DIR/<section>.prof``).
+Usage: ``scripts/bench [--only NAME] [--duration S] [--workers N] [--synchronous FULL|NORMAL|EXTRA]
+[--profile DIR]`` (``--workers``: the servers' ``server.workers``, by default one per core, as an
+operator would set it; ``--profile`` runs a one-worker server under cProfile, ``DIR/<section>.prof``).
 
 Writing a section (the interface other sections follow)
 -------------------------------------------------------
@@ -23,7 +24,8 @@ waits for ``GET /api/v1/health``; awaits ``run()`` in this process; stops the se
 and adds the server's group-commit ratio (logged at shutdown) as a row. Measured phases should run
 for ``benchlib.duration_s()`` seconds (``--duration``, exported as ``BENCH_DURATION_S``). The
 server's pid is exported as ``BENCH_SERVER_PID``: ``benchlib.server_cpu_s()`` reads its CPU time,
-so a section can report CPU per request, which stays meaningful on a busy machine.
+so a section can report CPU per request, which stays meaningful on a busy machine (it adds up the
+server's worker processes too).
 ``scripts/benchlib.py`` has a keep-alive HTTP/1.1 client and percentile helpers.
 """
 
@@ -69,9 +71,10 @@ def discover(only: str | None) -> list[tuple[str, ModuleType]]:
     return found
 
 
-def server_env(synchronous: str, extra: dict[str, str]) -> dict[str, str]:
+def server_env(synchronous: str, workers: int, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSETTA_")}
     env.update({
+        "ROSETTA_SERVER_WORKERS": str(workers),
         "ROSETTA_LIMITS_API_PER_MINUTE": "0",
         "ROSETTA_LIMITS_REGISTER_PER_MINUTE": "0",
         "ROSETTA_LIMITS_LOGIN_PER_MINUTE": "0",
@@ -103,7 +106,8 @@ async def wait_healthy(base_url: str, process: asyncio.subprocess.Process) -> No
     raise RuntimeError(f"the server did not answer /api/v1/health within {START_TIMEOUT_S} s")
 
 
-async def run_section(name: str, module: ModuleType, synchronous: str, profile: Path | None) -> list[Row]:
+async def run_section(name: str, module: ModuleType, synchronous: str, workers: int,
+                      profile: Path | None) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix=f"rosetta-bench-{name}-") as scratch:
         tmp = Path(scratch)
         extra = module.server_env(tmp) if hasattr(module, "server_env") else {}
@@ -113,7 +117,8 @@ async def run_section(name: str, module: ModuleType, synchronous: str, profile: 
             profiler = ["-m", "cProfile", "-o", str(profile / f"{name}.prof")] if profile else []
             process = await asyncio.create_subprocess_exec(
                 sys.executable, *profiler, "-m", "rosetta", "serve", "--port", str(port),
-                "--data-dir", str(tmp / "data"), cwd=tmp, env=server_env(synchronous, extra), stdout=log, stderr=log,
+                "--data-dir", str(tmp / "data"), cwd=tmp, env=server_env(synchronous, workers, extra),
+                stdout=log, stderr=log,
             )
             base_url = f"http://127.0.0.1:{port}"
             os.environ["BENCH_SERVER_PID"] = str(process.pid)
@@ -132,9 +137,9 @@ async def run_section(name: str, module: ModuleType, synchronous: str, profile: 
                         process.kill()
                         await process.wait()
         server_log = log_path.read_text(encoding="utf-8", errors="replace")
-    ratio = re.search(r"database closed: (\d+) write units in (\d+) commits", server_log)
-    if ratio and int(ratio.group(2)):
-        units, commits = int(ratio.group(1)), int(ratio.group(2))
+    closed = re.findall(r"database closed: (\d+) write units in (\d+) commits", server_log)  # one per worker
+    units, commits = sum(int(u) for u, _ in closed), sum(int(c) for _, c in closed)
+    if commits:
         rows.append(("write units per commit (server log)", f"{units / commits:.1f} ({units} in {commits})", ""))
     errors = server_log.count(" ERROR ")
     if errors:
@@ -142,9 +147,9 @@ async def run_section(name: str, module: ModuleType, synchronous: str, profile: 
     return rows
 
 
-def table(results: list[tuple[str, list[Row]]], synchronous: str, duration: float) -> str:
+def table(results: list[tuple[str, list[Row]]], synchronous: str, duration: float, workers: int) -> str:
     lines = [
-        f"Rosetta benchmark — {os.cpu_count()} cores, storage.synchronous = {synchronous}, "
+        f"Rosetta benchmark — {os.cpu_count()} cores, server.workers = {workers}, storage.synchronous = {synchronous}, "
         f"{duration:g} s per measured phase, Python {sys.version.split()[0]}",
         "",
         "| section | metric | measured | target |",
@@ -162,8 +167,12 @@ async def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured phase (default 10)")
     parser.add_argument("--synchronous", default="FULL", choices=("FULL", "NORMAL", "EXTRA"),
                         help="storage.synchronous of the servers (default FULL)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="server.workers of the servers (default: one per core)")
     parser.add_argument("--profile", type=Path, help="run the servers under cProfile, writing DIR/<section>.prof")
     args = parser.parse_args()
+    if args.profile:
+        args.workers = 1  # cProfile sees the process it started, not forked workers
     if args.profile:
         args.profile = args.profile.resolve()
         args.profile.mkdir(parents=True, exist_ok=True)
@@ -171,9 +180,9 @@ async def main() -> None:
     results = []
     for name, module in discover(args.only):
         print(f"bench: {name} …", file=sys.stderr, flush=True)
-        rows = await run_section(name, module, args.synchronous, args.profile)
+        rows = await run_section(name, module, args.synchronous, args.workers, args.profile)
         results.append((getattr(module, "TITLE", name), rows))
-    print(table(results, args.synchronous, args.duration))
+    print(table(results, args.synchronous, args.duration, args.workers))
 
 
 if __name__ == "__main__":

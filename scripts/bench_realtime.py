@@ -4,8 +4,8 @@ The clients live in this (bench) process, the server in its own; both share the 
 Each client is a minimal asyncio protocol that parses WebSocket frame headers (a full client library
 would cost more CPU than the server's delivery and measure itself). Every message carries its send
 time; a delivery's latency is receive time minus the moment before the POST was sent, so it includes
-the durable COMMIT. RSS per idle connection is read from /proc/<server pid>/status (the pid found
-through the listening socket's inode).
+the durable COMMIT. RSS per idle connection is read from /proc/<pid>/status of the server and its
+workers.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchlib import KeepAlive, duration_s, percentile, server_cpu_s
+from benchlib import KeepAlive, duration_s, percentile, server_cpu_s, server_rss_kib
 
 TITLE = "realtime"
 API = "/api/v1"
@@ -196,38 +196,9 @@ async def post_at_rate(base_url: str, token: str, path: str, seconds: float) -> 
     return sent
 
 
-def server_pid(port: int) -> int | None:
-    """The pid listening on ``port``: the socket's inode in /proc/net/tcp, then whose fd points at it."""
-    inode = None
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
-            inode = fields[9]
-            break
-    if inode is None:
-        return None
-    target = f"socket:[{inode}]"
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            for fd in (proc / "fd").iterdir():
-                if os.readlink(fd) == target:
-                    return int(proc.name)
-        except OSError:
-            continue
-    return None
-
-
-def rss_kib(pid: int) -> int:
-    found = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
-    return int(found.group(1)) if found else 0
-
-
 async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
     raise_nofile()
     seconds = duration_s()
-    pid = server_pid(urlsplit(base_url).port or 80)
     rows: list[tuple[str, str, str]] = []
 
     tokens, path = await team(base_url, FANOUT_USERS, "fan")
@@ -258,13 +229,13 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
     await asyncio.sleep(1)  # let the server notice the closes before measuring the idle baseline
 
     idle_tokens, _ = await team(base_url, IDLE_USERS, "idle")
-    if pid is None:
+    before = server_rss_kib()
+    if not before:
         rows.append(("RSS per idle connection", "server pid not found", "≤ 20 KiB"))
         return rows
-    before = rss_kib(pid)
     idle = await connect_many(base_url, idle_tokens, IDLE_CONNECTIONS, 0, [])
     await asyncio.sleep(2)  # settle: every hello written, nothing in flight
-    after = rss_kib(pid)
+    after = server_rss_kib()
     rows.append(("idle WebSocket connections held", f"{len(idle):,}", f"{IDLE_CONNECTIONS:,}"))
     rows.append(("server RSS per idle connection", f"{(after - before) * 1024 / len(idle) / 1024:.1f} KiB",
                  "≤ 20 KiB"))

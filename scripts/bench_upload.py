@@ -2,7 +2,7 @@
 
 The upload streams from this process in 1 MiB pieces (never built whole here either) with a
 Content-Length; the server streams it through the multipart parser into a temporary file. The
-server's RSS is sampled every 20 ms from /proc/<pid>/status during each transfer; the row is the
+server's RSS (all its workers) is sampled every 20 ms from /proc/<pid>/status during each transfer; the row is the
 peak growth over the RSS just before it (target: < 20 MB, i.e. the body is never held in memory).
 """
 
@@ -16,8 +16,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench_realtime import rss_kib, server_pid
-from benchlib import KeepAlive
+from benchlib import KeepAlive, server_rss_kib
 
 TITLE = "files"
 UPLOAD_MB = 200
@@ -31,18 +30,16 @@ def server_env(tmp: Path) -> dict[str, str]:
 
 
 class RssWatch:
-    """Peak RSS of a process while a transfer runs."""
+    """Peak RSS of the server (all its workers) while a transfer runs."""
 
-    def __init__(self, pid: int | None) -> None:
-        self.pid = pid
-        self.base = rss_kib(pid) if pid else 0
+    def __init__(self) -> None:
+        self.base = server_rss_kib()
         self.peak = self.base
         self._task: asyncio.Task[None] | None = None
 
     async def _sample(self) -> None:
         while True:
-            if self.pid:
-                self.peak = max(self.peak, rss_kib(self.pid))
+            self.peak = max(self.peak, server_rss_kib())
             await asyncio.sleep(SAMPLE_S)
 
     def __enter__(self) -> RssWatch:
@@ -54,7 +51,7 @@ class RssWatch:
             self._task.cancel()
 
     def growth(self) -> str:
-        return f"{(self.peak - self.base) / 1024:.1f} MB" if self.pid else "server pid not found"
+        return f"{(self.peak - self.base) / 1024:.1f} MB" if self.base else "server pid not found"
 
 
 async def upload(base_url: str, token: str, piece: bytes, count: int) -> tuple[int, bytes, float]:
@@ -122,9 +119,8 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
     await client.close()
     assert status == 200, data
     token = data["access_token"]
-    pid = server_pid(urlsplit(base_url).port or 80)
     piece = os.urandom(PIECE)  # incompressible, and one piece reused: the client holds 1 MiB
-    with RssWatch(pid) as up_watch:
+    with RssWatch() as up_watch:
         status, body, up_s = await upload(base_url, token, piece, UPLOAD_MB)
     if status != 201:
         return [("200 MB upload", f"failed: HTTP {status} {body[:200]!r}", "")]
@@ -132,7 +128,7 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
     whole = hashlib.sha256()
     for _ in range(UPLOAD_MB):
         whole.update(piece)
-    with RssWatch(pid) as down_watch:
+    with RssWatch() as down_watch:
         total, digest, down_s = await download(base_url, token, file["id"])
     intact = total == UPLOAD_MB * PIECE and digest == whole.hexdigest()
     return [

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import time
 from typing import Any
@@ -24,15 +25,51 @@ def duration_s() -> float:
     return float(os.environ.get("BENCH_DURATION_S", DEFAULT_DURATION_S))
 
 
-def server_cpu_s() -> float:
-    """CPU seconds (user + system, all threads) the server has used so far; 0 where /proc is missing."""
+def server_pids() -> list[int]:
+    """The server's pid (BENCH_SERVER_PID) and its worker processes' (server.workers > 1)."""
     pid = os.environ.get("BENCH_SERVER_PID")
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if not pid:
+        return []
+    pids = [int(pid)]
+    for proc in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if proc.isdigit():
+            try:
+                with open(f"/proc/{proc}/stat", encoding="ascii") as stat:
+                    if stat.read().rsplit(")", 1)[1].split()[1] == pid:
+                        pids.append(int(proc))
+            except (OSError, IndexError):
+                continue
+    return pids
+
+
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def server_cpu_s() -> float:
+    """CPU seconds (user + system, all threads, every worker) the server has used so far; 0 without /proc."""
+    total = 0
+    for pid in server_pids():
+        try:
+            fields = _stat_fields(pid)
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def server_rss_kib() -> int:
+    """Resident memory of the server and its workers, in KiB; 0 without /proc."""
+    total = 0
+    for pid in server_pids():
+        try:
+            with open(f"/proc/{pid}/status", encoding="ascii") as status:
+                found = re.search(r"VmRSS:\s+(\d+) kB", status.read())
+        except OSError:
+            continue
+        total += int(found.group(1)) if found else 0
+    return total
 
 
 class KeepAlive:
