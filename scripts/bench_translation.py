@@ -226,9 +226,10 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
         ("sends refused (baseline, translated)", f"{base_fail}, {tr_fail}", "0, 0"),
         ("translations done (fr reader saw message.translated)", f"{len(arrived)} of {len(sent_at)}",
          "all"),
+        # Over sending and draining both: it can only approach the offered rate (the drain row says it keeps up).
         ("translation throughput (texts/s, all 3 languages)",
          f"{texts_translated / drained_s:,.0f} in {calls} calls (≈{texts_translated / max(calls, 1):.1f}/call)",
-         f"≥ {RATE * 3}"),
+         f"≈ {RATE * 3} offered"),
         ("queue drained after sends stopped", f"{max(drained_s - sending_s, 0) * 1000:.0f} ms", "< 1 s"),
         ("send → message.translated (fr) p50 / p99", f"{ms(lags, .5)} / {ms(lags, .99)}", ""),
         (f"memory hit rate, realistic chat sample ({SAMPLE_MESSAGES} msgs × 3 languages)",
