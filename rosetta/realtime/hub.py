@@ -281,29 +281,39 @@ class Hub:
         cache: dict[tuple[str, str], Readers] = {}
         corked: set[Subscription] | None = set() if len(batch) > 1 else None
         rows = await self._message_rows(conn, batch)
+        # First who gets what, then every message of the batch rendered per language in one call (a
+        # finished translation round is hundreds of events: one query each was the hub's main cost).
+        plans: list[tuple[Event, dict[str, list[Subscription]]]] = []
+        wanted: dict[str, dict[str, Any]] = {}
+        for event in batch:
+            readers = await self.audiences.readers(conn, event.audience_kind, event.audience_id, cache)
+            by_language: dict[str, list[Subscription]] = {}
+            for user_id, subs in self._connected(readers):
+                by_language.setdefault(readers[user_id], []).extend(subs)
+            if event.name in RENDERED:
+                row = rows.get(event.payload.get("id"))
+                if row is None:
+                    continue  # the message is gone (purged): nothing left to show
+                if event.name == "message.translated":
+                    by_language = {language: subs for language, subs in by_language.items()
+                                   if same_language(language, _target(event))}
+                for language in by_language:
+                    wanted.setdefault(language, {})[row["id"]] = row
+            if by_language:
+                plans.append((event, by_language))
+        rendered = await self._render_all(conn, wanted)
         try:
-            for event in batch:
+            for event, by_language in plans:
                 if not self._by_user:
                     return
-                readers = await self.audiences.readers(conn, event.audience_kind, event.audience_id, cache)
-                by_language: dict[str, list[Subscription]] = {}
-                for user_id, subs in self._connected(readers):
-                    by_language.setdefault(readers[user_id], []).extend(subs)
-                if not by_language:
-                    continue
                 if event.name not in RENDERED:
                     frame = Frame(event.seq, event.name, dumps(neutral_data(event.name, event.payload)))
                     for subs in by_language.values():
                         self._offer(frame, subs, corked)
                     continue
-                row = rows.get(event.payload.get("id"))
-                if row is None:
-                    continue  # the message is gone (purged): nothing left to show
                 for language, subs in by_language.items():
-                    if event.name == "message.translated" and not same_language(language, _target(event)):
-                        continue
-                    frame = await self._render(conn, event, row, language)
-                    self._offer(frame, subs, corked)
+                    data = rendered[language, event.payload["id"]]
+                    self._offer(Frame(event.seq, event.name, data), subs, corked)
         finally:
             for sub in corked or ():
                 sub.uncork()
@@ -332,10 +342,14 @@ class Hub:
         ids = list({e.payload.get("id") for e in events if e.name in RENDERED and e.payload.get("id")})
         return {row["id"]: row for row in await message_store.by_ids(conn, ids)}
 
-    async def _render(self, conn: Conn, event: Event, row: Any, language: str) -> Frame:
+    async def _render_all(self, conn: Conn, wanted: dict[str, dict[str, Any]]) -> dict[tuple[str, str], bytes]:
+        """Each wanted message as a reader of each language sees it, encoded: one render per language."""
         assert self.messages is not None
-        data = (await self.messages.render(conn, [row], language))[0]
-        return Frame(event.seq, event.name, dumps(data))
+        encoded: dict[tuple[str, str], bytes] = {}
+        for language, by_id in wanted.items():
+            for data in await self.messages.render(conn, list(by_id.values()), language):
+                encoded[language, data["id"]] = dumps(data)
+        return encoded
 
     # Live-only events (typing, read, presence): never in the durable log --------------------------
 
@@ -446,14 +460,18 @@ class Hub:
                 continue
             visible.append((event, language))
         rows = await self._message_rows(conn, [event for event, _ in visible])
+        wanted: dict[str, dict[str, Any]] = {}
+        for event, language in visible:
+            row = rows.get(event.payload.get("id")) if event.name in RENDERED else None
+            if row is not None:
+                wanted.setdefault(language, {})[row["id"]] = row
+        rendered = await self._render_all(conn, wanted)
         frames = []
         for event, language in visible:
             if event.name not in RENDERED:
                 frames.append(Frame(event.seq, event.name, dumps(neutral_data(event.name, event.payload))))
-                continue
-            row = rows.get(event.payload.get("id"))
-            if row is not None:
-                frames.append(await self._render(conn, event, row, language))
+            elif (language, event.payload.get("id")) in rendered:
+                frames.append(Frame(event.seq, event.name, rendered[language, event.payload["id"]]))
         return frames
 
     # Retention -------------------------------------------------------------------------------------
