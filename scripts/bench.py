@@ -137,10 +137,13 @@ async def run_section(name: str, module: ModuleType, synchronous: str, workers: 
                         process.kill()
                         await process.wait()
         server_log = log_path.read_text(encoding="utf-8", errors="replace")
-    closed = re.findall(r"database closed: (\d+) write units in (\d+) commits", server_log)  # one per worker
-    units, commits = sum(int(u) for u, _ in closed), sum(int(c) for _, c in closed)
+    # One line per worker: "database closed: U write units in C commits, longest batch L ms".
+    closed = re.findall(r"database closed: (\d+) write units in (\d+) commits, longest batch ([\d.]+) ms", server_log)
+    units, commits = sum(int(u) for u, _, _ in closed), sum(int(c) for _, c, _ in closed)
     if commits:
-        rows.append(("write units per commit (server log)", f"{units / commits:.1f} ({units} in {commits})", ""))
+        longest = max(float(ms) for _, _, ms in closed)
+        rows.append(("write units per commit; longest batch (server log)",
+                     f"{units / commits:.1f} ({units} in {commits}); {longest:.1f} ms", ""))
     errors = server_log.count(" ERROR ")
     if errors:
         rows.append(("server errors logged", str(errors), "0"))

@@ -33,6 +33,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -226,6 +227,7 @@ class Database:
         self._drain_task: asyncio.Task[None] | None = None
         self.commits = 0  # counters the benchmark prints: units per commit shows group commit working
         self.units = 0
+        self.longest_batch_s = 0.0  # and the longest a batch held the writer (what a send may wait behind)
         # Write generations (see freshness): bumped after each commit, per scope a unit declared,
         # or everywhere for a unit that declared none; shared with the other workers, if any.
         self.generations = generations or Generations()
@@ -252,7 +254,8 @@ class Database:
             if self._writer_lock is not None:
                 self._writer_lock.close()
             # The group-commit ratio (the benchmark reads this line from the server's stderr).
-            log.info("database closed: %d write units in %d commits", self.units, self.commits)
+            log.info("database closed: %d write units in %d commits, longest batch %.1f ms", self.units,
+                     self.commits, self.longest_batch_s * 1000)
 
     @property
     def reader(self) -> Reader:
@@ -307,7 +310,9 @@ class Database:
         units = [unit for unit, _ in batch]
         # aiosqlite runs any function on its connection's thread through _execute; its public calls
         # are one statement each, and a hop per statement is what this module exists to avoid.
+        began = time.perf_counter()
         outcomes = await self._writer._execute(self._commit_on_writer, units)
+        self.longest_batch_s = max(self.longest_batch_s, time.perf_counter() - began)
         if isinstance(outcomes, BaseException):  # a lone unit failed: its error is its caller's answer
             _, future = batch[0]
             if not future.done():
