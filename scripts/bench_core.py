@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchlib import KeepAlive, duration_s, percentile, run_clients, server_cpu_s
+from benchlib import Exchange, KeepAlive, duration_s, percentile, run_clients, server_cpu_s
 
 TITLE = "core"
 CLIENTS = 20
@@ -56,16 +56,16 @@ async def setup(base_url: str) -> tuple[list[str], str]:
 async def measure(base_url: str, tokens: list[str], method: str, path: str, payload: Any,
                   ok: int, seconds: float) -> tuple[float, float, float, int, float]:
     """(per second, p50 ms, p99 ms, failures, server CPU µs per request) for CLIENTS connections in a loop."""
-    clients: list[KeepAlive] = []
+    clients: list[Exchange] = []
     failures = 0
+    host = base_url.split("//", 1)[1]
 
     async def make_step(i: int) -> Any:
-        client = KeepAlive(base_url)
-        await client.connect()
+        client = await Exchange.open(base_url)
         clients.append(client)
         counter = 0
         # The request head is built once: the loop below should cost the shared CPUs as little as it can.
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {client.host}:{client.port}\r\nAccept: application/json\r\n"
+        head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n"
                 f"Authorization: Bearer {tokens[i]}\r\n")
         bare = (head + "\r\n").encode("latin-1")
 
@@ -78,7 +78,7 @@ async def measure(base_url: str, tokens: list[str], method: str, path: str, payl
                 body = json.dumps({"content": f"{payload} {i}/{counter}"}).encode()
                 request = (f"{head}Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
                            .encode("latin-1") + body)
-            status, _ = await client.send_raw(request)
+            status = await client.send(request)
             if status != ok:
                 failures += 1
 
@@ -88,7 +88,7 @@ async def measure(base_url: str, tokens: list[str], method: str, path: str, payl
     count, latencies, elapsed = await run_clients(CLIENTS, seconds, make_step)
     cpu_us = (server_cpu_s() - cpu_before) / max(count, 1) * 1e6
     for client in clients:
-        await client.close()
+        client.close()
     return (count / elapsed, percentile(latencies, 0.50) * 1000, percentile(latencies, 0.99) * 1000, failures,
             cpu_us)
 

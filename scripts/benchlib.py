@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_DURATION_S = 10.0
+CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 
 
 def duration_s() -> float:
@@ -70,6 +71,67 @@ def server_rss_kib() -> int:
             continue
         total += int(found.group(1)) if found else 0
     return total
+
+
+class Exchange(asyncio.Protocol):
+    """A keep-alive connection for measured loops: send one request, learn the answer's status.
+
+    An asyncio protocol rather than streams: the answer is gathered in ``data_received`` and one
+    future per request is resolved, where a StreamReader wakes the client for the head and again
+    for the body. The client shares the machine's cores with the server; this halves what reading
+    a 28 KB answer costs it. The body is counted, not kept (measured loops look at the status).
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._status = 0
+        self._needed = -1  # bytes of the whole answer once its head is parsed
+        self._answer: asyncio.Future[int] | None = None
+
+    @classmethod
+    async def open(cls, base_url: str) -> Exchange:
+        parts = urlsplit(base_url)
+        _, protocol = await asyncio.get_running_loop().create_connection(
+            cls, parts.hostname or "127.0.0.1", parts.port or 80)
+        return protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def send(self, request: bytes) -> int:
+        """Send a whole request; the answer's status once all of it arrived."""
+        assert self.transport is not None
+        self._answer = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self._answer
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        if self._needed < 0:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buffer[:end])
+            self._status = int(head[9:12])  # "HTTP/1.1 200 OK"
+            length = CONTENT_LENGTH.search(head)
+            self._needed = end + 4 + (int(length.group(1)) if length else 0)
+        if len(buffer) >= self._needed:
+            del buffer[:self._needed]
+            self._needed = -1
+            if self._answer is not None and not self._answer.done():
+                self._answer.set_result(self._status)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(ConnectionError("the server closed the connection"))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
 
 class KeepAlive:
