@@ -14,8 +14,9 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
@@ -30,6 +31,8 @@ from tests.support import Api, Server, register, workspace_with
 from tests.test_cli import cli_env
 from tests.test_realtime import Clients, events, frame, post
 from tests.test_realtime_presence import presence_until, quiet
+
+T = TypeVar("T")
 
 
 def linked_clusters(size: int) -> list[Cluster]:
@@ -55,20 +58,22 @@ def workers(io_loop: IOLoop, tmp_path: Path, clock: ManualClock) -> Iterator[tup
     io_loop.run_sync(first.stop)
 
 
+def one_per_worker(make: Callable[[Server], T], workers: tuple[Server, Server]) -> Iterator[tuple[T, T]]:
+    """A client of each worker (``Api``, ``Clients``), closed at teardown."""
+    first, second = make(workers[0]), make(workers[1])
+    yield first, second
+    first.close()  # type: ignore[attr-defined]
+    second.close()  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def apis(workers: tuple[Server, Server]) -> Iterator[tuple[Api, Api]]:
-    a, b = Api(workers[0]), Api(workers[1])
-    yield a, b
-    a.close()
-    b.close()
+    yield from one_per_worker(Api, workers)
 
 
 @pytest.fixture
 def sockets(workers: tuple[Server, Server]) -> Iterator[tuple[Clients, Clients]]:
-    a, b = Clients(workers[0]), Clients(workers[1])
-    yield a, b
-    a.close()
-    b.close()
+    yield from one_per_worker(Clients, workers)
 
 
 @pytest.mark.gen_test(timeout=30)
