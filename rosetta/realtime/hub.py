@@ -66,7 +66,6 @@ class Hub:
         self._by_user: dict[str, set[Subscription]] = {}
         # Events to deliver, log tails, and closures to run once what was queued before them was offered.
         self._queue: deque[Event | str | Callable[[], None]] = deque()
-        self._queued_through = 0  # every seq up to here is in the queue (or was), or nobody needed it
         self._delivered_through = 0  # the drain's position in the log
         self._drain_task: asyncio.Task[None] | None = None
         self._sse_timer: tornado.ioloop.PeriodicCallback | None = None
@@ -189,15 +188,8 @@ class Hub:
         if self.ctx is not None and self.ctx.peers is not None:
             self.ctx.peers.send("events")  # the other workers' hubs read it from the log
         if not self._by_user or self.ctx is None:
-            self._queued_through = max(self._queued_through, event.seq)
             return  # nobody listening: a reconnecting client replays from the log
-        if event.seq <= self._queued_through:
-            return  # a tail queued before it reads it
-        if event.seq == self._queued_through + 1:
-            self._queue.append(event)
-            self._queued_through = event.seq
-        else:
-            self._queue_tail()  # another worker committed the seqs in between: read them all in order
+        self._queue.append(event)
         self._start_drain()
 
     def _tail(self) -> None:
@@ -212,7 +204,7 @@ class Hub:
             self._queue.append(TAIL)
 
     def _catch_up(self) -> None:
-        """The first connection after none: the queue's position jumps to the log's head.
+        """The first connection after none: the drain's position jumps to the log's head.
 
         Events before it are this connection's replay or hello; with nobody listening the hub did
         not follow the log. Runs before the connection reads the log, so nothing falls between.
@@ -222,7 +214,7 @@ class Hub:
         head = self.last_seq
         if self.ctx.peers is not None:  # other workers may have committed since: ask the log
             head = max(head, complete(realtime_store.log_bounds(self.ctx.db.reader))[1])
-        self._queued_through = self._delivered_through = head
+        self._delivered_through = head
 
     def _start_drain(self) -> None:
         if self._drain_task is None or self._drain_task.done():
@@ -239,7 +231,6 @@ class Hub:
                 self._delivered_through = events[-1].seq
             if len(rows) < REPLAY_PAGE:
                 break
-        self._queued_through = max(self._queued_through, self._delivered_through)
         self.last_seq = max(self.last_seq, self._delivered_through)
         return events
 
@@ -250,10 +241,12 @@ class Hub:
             batch: list[Event] = []
             for item in [*items, None]:
                 if isinstance(item, Event):
-                    if item.seq > self._delivered_through:  # else a tail already read it
+                    if item.seq == self._delivered_through + 1:
                         batch.append(item)
                         self._delivered_through = item.seq
-                    continue
+                    elif item.seq > self._delivered_through:  # another worker committed the seqs between
+                        batch.extend(await self._read_tail())  # all of them, in order, this one too
+                    continue  # else a tail already read it
                 if item == TAIL:
                     batch.extend(await self._read_tail())
                     continue
