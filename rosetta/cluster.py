@@ -133,17 +133,17 @@ def links(size: int) -> Links:
             for sender in range(size) for receiver in range(size) if sender != receiver}
 
 
+def peers_for(index: int, pairs: Links) -> Peers:
+    """Worker ``index``'s ends of the links: the read ends of those to it, the write ends of its own."""
+    return Peers([read_end for (_, receiver), (_, read_end) in pairs.items() if receiver == index],
+                 [write_end for (sender, _), (write_end, _) in pairs.items() if sender == index])
+
+
 def cluster_for(index: int, size: int, memory: Any, pairs: Links) -> Cluster:
-    """In worker ``index`` after the fork: keep its ends of its own links, close every other socket."""
-    inboxes, outboxes = [], []
+    """In worker ``index`` after the fork: its cluster; every socket end it does not use is closed."""
     for (sender, receiver), (write_end, read_end) in pairs.items():
-        if sender == index:
-            outboxes.append(write_end)
-            read_end.close()
-        elif receiver == index:
-            inboxes.append(read_end)
+        if sender != index:
             write_end.close()
-        else:
-            write_end.close()
+        if receiver != index:
             read_end.close()
-    return Cluster(index, size, Generations(size, memory).for_worker(index), Peers(inboxes, outboxes))
+    return Cluster(index, size, Generations(size, memory).for_worker(index), peers_for(index, pairs))

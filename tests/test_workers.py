@@ -12,7 +12,6 @@ import asyncio
 import json
 import re
 import signal
-import socket
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ from tornado.ioloop import IOLoop
 
 from rosetta.cli import prepare_workers
 from rosetta.clock import ManualClock
-from rosetta.cluster import Cluster, Peers
+from rosetta.cluster import Cluster, links, peers_for
 from rosetta.store.generations import Generations
 from tests import support
 from tests.support import Api, Server, register, workspace_with
@@ -37,12 +36,8 @@ T = TypeVar("T")
 
 def linked_clusters(size: int) -> list[Cluster]:
     """The clusters ``rosetta.workers`` hands its forked workers, for workers living in one process."""
-    memory = Generations.allocate(size)
-    pairs = {(sender, receiver): socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-             for sender in range(size) for receiver in range(size) if sender != receiver}
-    return [Cluster(index, size, Generations(size, memory).for_worker(index),
-                    Peers([read for (s, r), (_, read) in pairs.items() if r == index],
-                          [write for (s, r), (write, _) in pairs.items() if s == index]))
+    memory, pairs = Generations.allocate(size), links(size)
+    return [Cluster(index, size, Generations(size, memory).for_worker(index), peers_for(index, pairs))
             for index in range(size)]
 
 
