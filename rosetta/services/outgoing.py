@@ -95,7 +95,7 @@ class OutgoingService:
         if problem:
             raise Invalid.one("url", f"The url is not allowed: {problem}.")
 
-    def _forget_active(self, tx: Tx) -> None:
+    def _forget_active(self) -> None:
         """A subscription changes in this unit: later units of its batch must read the set again."""
         self._active = None
 
@@ -120,7 +120,7 @@ class OutgoingService:
             await store.insert_outgoing(tx, id=hook_id, workspace_id=workspace["id"], name=name, url=url,
                                         event_types=sorted(set(event_types)), secret=secret,
                                         created_by=principal.user_id, now=self.ctx.now())
-            self._forget_active(tx)
+            self._forget_active()
             row = await store.outgoing_in_workspace(tx, workspace["id"], hook_id)
             assert row is not None
             return row
@@ -157,7 +157,7 @@ class OutgoingService:
         async def unit(tx: Tx) -> sqlite3.Row:
             if changes:
                 await store.update_outgoing(tx, row["id"], self.ctx.now(), **changes)
-                self._forget_active(tx)
+                self._forget_active()
             fresh = await store.outgoing_in_workspace(tx, row["workspace_id"], row["id"])
             assert fresh is not None
             return fresh
@@ -169,7 +169,7 @@ class OutgoingService:
 
         async def unit(tx: Tx) -> None:
             await store.delete_outgoing(tx, row["id"])
-            self._forget_active(tx)
+            self._forget_active()
 
         await self.ctx.db.write(unit)
 
