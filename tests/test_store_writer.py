@@ -84,3 +84,19 @@ async def test_freshness_moves_after_commit_for_the_declared_scope_or_for_all(db
 
     await db.write(insert(3))  # declares nothing
     assert db.freshness("a") != a and db.freshness("b") != b
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_commits_leave_checkpoints_to_the_checkpoint_job(db):
+    # SQLite's default would checkpoint inside the COMMIT that crosses 1,000 WAL pages, holding the
+    # writer for the copy; here the WAL keeps growing until checkpoint() (the db.checkpoint job) runs.
+    await db.write(lambda tx: tx.execute("CREATE TABLE blobs (b BLOB)"))
+    for _ in range(30):
+        await db.write(lambda tx: tx.executemany("INSERT INTO blobs VALUES (?)", [(b"x" * 4000,)] * 50))
+    busy, frames, copied = await db.checkpoint()
+    assert frames > 1000  # no COMMIT checkpointed (and so reset) the WAL on its way here
+    assert (busy, copied) == (0, frames)  # no reader holds a snapshot: everything was copied
+    assert await db.reader.fetch_value("SELECT count(*) FROM blobs") == 1500
+    await db.write(insert(1))  # the first write after a complete checkpoint starts the WAL over
+    _, frames, _ = await db.checkpoint()
+    assert frames < 10
