@@ -7,7 +7,9 @@ exponential backoff and jitter until ``mail.max_attempts``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from rosetta.clock import iso
@@ -35,9 +37,16 @@ class Mailer:
         return mail_id
 
     async def send_due(self) -> int:
-        """The ``mail.send`` job: send what is due; return how many went out."""
+        """The ``mail.send`` job: send what is due; return how many went out.
+
+        Each outcome is recorded as soon as its mail went out, but the job does not wait for that
+        COMMIT before the next mail: the records queue up and share commits. One commit per mail,
+        awaited in turn, kept the shared writer busy for a whole batch (50 commits, ~225 ms measured
+        on the realtime bench), and every message sent meanwhile waited behind them.
+        """
         config = self.ctx.config.mail
         rows = await outbox_store.due(self.ctx.db.reader, self.ctx.now(), BATCH)
+        records: list[asyncio.Task[None]] = []
         sent = 0
         for row in rows:
             try:
@@ -49,9 +58,16 @@ class Mailer:
                 if attempts < config.max_attempts:
                     retry_at = iso(self.ctx.clock.now() + timedelta(seconds=backoff_s(attempts)))
                 log.warning("mail %s to %s failed (attempt %d): %s", row["id"], row["to"], attempts, error)
-                await self.ctx.db.write(
-                    lambda tx, mid=row["id"], err=error, at=retry_at: outbox_store.mark_failed(tx, mid, err, at))
+                records.append(self._record(
+                    lambda tx, mid=row["id"], err=error, at=retry_at: outbox_store.mark_failed(tx, mid, err, at)))
                 continue
-            await self.ctx.db.write(lambda tx, mid=row["id"]: outbox_store.mark_sent(tx, mid, self.ctx.now()))
+            records.append(self._record(lambda tx, mid=row["id"]: outbox_store.mark_sent(tx, mid, self.ctx.now())))
             sent += 1
+            # Log mode awaits nothing, and building a mail costs ~1 ms: let requests and deliveries in
+            # between mails (this also starts the record just queued).
+            await asyncio.sleep(0)
+        await asyncio.gather(*records)
         return sent
+
+    def _record(self, unit: Callable[[Tx], Awaitable[None]]) -> asyncio.Task[None]:
+        return asyncio.get_running_loop().create_task(self.ctx.db.write(unit))
