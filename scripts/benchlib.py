@@ -50,8 +50,13 @@ def _stat_fields(pid: int) -> list[str]:
 
 def server_cpu_s() -> float:
     """CPU seconds (user + system, all threads, every worker) the server has used so far; 0 without /proc."""
+    return cpu_s(server_pids())
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU seconds (user + system, all threads) the processes ``pids`` have used so far; 0 without /proc."""
     total = 0
-    for pid in server_pids():
+    for pid in pids:
         try:
             fields = _stat_fields(pid)
         except (OSError, IndexError):

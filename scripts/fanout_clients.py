@@ -1,0 +1,243 @@
+"""The realtime section's WebSocket clients, held by a process of their own around one epoll loop.
+
+Why a process and a bare epoll loop: 1,000 clients receiving 50,000 frames a second cost a Python
+process most of a core, on the same 2 cores as the server. An asyncio loop adds a callback and a
+protocol call per readable socket; here a readable socket costs one ``recvmsg`` and a few lines that
+find the frame's length and, in a message frame, its send mark. A process of its own keeps that
+work off the loop that paces the senders, so a send's timestamp is taken when it is due.
+
+Latency ends when a frame reached the client's socket: Linux stamps each segment on arrival
+(SO_TIMESTAMPNS), so what is measured is the server's delivery, not how long this process took to
+get round to 1,000 sockets. A frame after the first in one read may have arrived later than the
+read's stamp says, so it gets the time of the read instead (never earlier than the truth); without
+stamps (another OS) every frame gets the time of the read.
+
+The parent drives it through a pipe with ``Fanout``: open N connections (each waits for its
+``hello``), ask for the count of message frames, collect the latencies, close.
+"""
+
+from __future__ import annotations
+
+import base64
+import multiprocessing
+import os
+import re
+import select
+import socket
+import struct
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+from urllib.parse import urlsplit
+
+API = "/api/v1"
+# Linux: SO_TIMESTAMPNS (asm-generic and x86 alike); Python's socket module does not name it.
+SO_TIMESTAMPNS = 35
+READ_SIZE = 65536
+ANCILLARY_SIZE = 64
+CONNECT_BATCH = 200  # connections handshaking at once: stays inside the server's listen backlog
+MARK = re.compile(rb'"original_content":"t=(\d+\.\d+)')
+TIMESTAMPS = sys.platform == "linux"
+
+
+class Client:
+    """One connection: the upgrade answer, the hello, then (when ``timed``) message frames counted and timed."""
+
+    __slots__ = ("buffer", "hello", "latencies", "messages", "sock", "timed", "upgraded")
+
+    def __init__(self, sock: socket.socket, timed: bool, latencies: list[float]) -> None:
+        self.sock = sock
+        self.buffer = bytearray()
+        self.upgraded = False
+        self.hello = False
+        self.messages = 0  # frames carrying a send mark (timed clients only)
+        self.timed = timed
+        self.latencies = latencies
+
+    def readable(self) -> bool:
+        """Read what arrived; False once the connection is gone."""
+        try:
+            data, ancillary, _, _ = self.sock.recvmsg(READ_SIZE, ANCILLARY_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        now = time.time()
+        arrived = now
+        if ancillary:
+            seconds, nanoseconds = struct.unpack_from("qq", ancillary[0][2])
+            arrived = seconds + nanoseconds / 1e9
+        self.received(data, arrived, now)
+        return True
+
+    def received(self, data: bytes, arrived: float, now: float) -> None:
+        buf = self.buffer
+        buf += data
+        if not self.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                raise RuntimeError(bytes(buf[:200]).decode("latin-1"))
+            del buf[:end + 4]
+            self.upgraded = True
+        pos = 0
+        while len(buf) - pos >= 2:
+            size = buf[pos + 1] & 0x7F
+            head = 2
+            if size == 126:
+                if len(buf) - pos < 4:
+                    break
+                size, head = struct.unpack_from("!H", buf, pos + 2)[0], 4
+            elif size == 127:
+                if len(buf) - pos < 10:
+                    break
+                size, head = struct.unpack_from("!Q", buf, pos + 2)[0], 10
+            if len(buf) - pos < head + size:
+                break
+            if not self.hello:
+                self.hello = True
+            elif self.timed:
+                found = MARK.search(buf, pos + head, pos + head + size)
+                if found:  # a message; other frames (presence) are not what is measured
+                    self.messages += 1
+                    self.latencies.append(arrived - float(found.group(1)))
+                    arrived = now  # a later frame of this read may have come in a later segment
+            pos += head + size
+        del buf[:pos]
+
+
+def _connect(host: str, port: int, netloc: str, token: str) -> socket.socket:
+    sock = socket.create_connection((host, port))
+    if TIMESTAMPS:
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET {API}/realtime?access_token={token} HTTP/1.1\r\nHost: {netloc}\r\n"
+                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.setblocking(False)
+    return sock
+
+
+class Holder:
+    """The child's state: every client by file descriptor, one epoll set, the pipe to the parent."""
+
+    def __init__(self, pipe: Connection) -> None:
+        self.pipe = pipe
+        self.poll = select.epoll()
+        self.poll.register(pipe.fileno(), select.EPOLLIN)
+        self.clients: dict[int, Client] = {}
+        self.latencies: list[float] = []
+
+    def serve(self) -> None:
+        while True:
+            for fd, _ in self.poll.poll():
+                if fd == self.pipe.fileno():
+                    if not self.command(self.pipe.recv()):
+                        return
+                    continue
+                client = self.clients.get(fd)
+                if client is not None and not client.readable():
+                    self.drop(fd)
+
+    def command(self, message: tuple[Any, ...]) -> bool:
+        name = message[0]
+        if name == "open":
+            _, base_url, tokens, count, timed = message
+            try:
+                self.open(base_url, tokens, count, timed)
+            except Exception as exc:  # the parent reports it; the child stays to be told to stop
+                self.pipe.send(("error", repr(exc)))
+                return True
+            self.pipe.send(("ready", len(self.clients)))
+        elif name == "messages":
+            self.pipe.send(sum(client.messages for client in self.clients.values()))
+        elif name == "latencies":
+            self.pipe.send(self.latencies)
+            self.latencies.clear()  # in place: every client appends to this list
+        elif name == "close":
+            for fd in list(self.clients):
+                self.drop(fd)
+            self.pipe.send("closed")
+        elif name == "stop":
+            return False
+        return True
+
+    def open(self, base_url: str, tokens: list[str], count: int, timed: bool) -> None:
+        parts = urlsplit(base_url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        for start in range(0, count, CONNECT_BATCH):
+            waiting: set[int] = set()
+            for i in range(start, min(count, start + CONNECT_BATCH)):
+                sock = _connect(host, port, parts.netloc, tokens[i % len(tokens)])
+                self.clients[sock.fileno()] = Client(sock, timed, self.latencies)
+                self.poll.register(sock.fileno(), select.EPOLLIN)
+                waiting.add(sock.fileno())
+            deadline = time.monotonic() + 30
+            while waiting:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{len(waiting)} connections got no hello within 30 s")
+                for fd, _ in self.poll.poll(1.0):
+                    client = self.clients.get(fd)
+                    if client is None:
+                        continue
+                    if not client.readable():
+                        raise ConnectionError("the server closed a connection before its hello")
+                    if client.hello:
+                        waiting.discard(fd)
+
+    def drop(self, fd: int) -> None:
+        client = self.clients.pop(fd)
+        self.poll.unregister(fd)
+        client.sock.close()
+
+
+def _child(pipe: Connection) -> None:
+    Holder(pipe).serve()
+
+
+class Fanout:
+    """The parent's handle on the client process (blocking pipe calls: they are short)."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter, not a copy of this loop
+        self.pipe, child_end = context.Pipe()
+        self.process = context.Process(target=_child, args=(child_end,), daemon=True)
+        self.process.start()
+        child_end.close()
+
+    @property
+    def pid(self) -> int:
+        return int(self.process.pid or 0)
+
+    def _ask(self, *message: Any, timeout: float = 600) -> Any:
+        self.pipe.send(message)
+        if not self.pipe.poll(timeout):
+            raise TimeoutError(f"the client process did not answer {message[0]!r}")
+        return self.pipe.recv()
+
+    def open(self, base_url: str, tokens: list[str], count: int, timed: bool) -> int:
+        answer = self._ask("open", base_url, tokens, count, timed)
+        if answer[0] == "error":
+            raise RuntimeError(f"opening connections failed: {answer[1]}")
+        return int(answer[1])
+
+    def messages(self) -> int:
+        """Message frames received so far by the timed clients."""
+        return int(self._ask("messages"))
+
+    def latencies(self) -> list[float]:
+        return list(self._ask("latencies"))
+
+    def close_all(self) -> None:
+        self._ask("close")
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.pipe.send(("stop",))
+            self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
