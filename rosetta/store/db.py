@@ -267,6 +267,8 @@ class Database:
 
         PASSIVE never waits: it copies what no reader still needs and leaves the rest for next time.
         """
+        if self._writer is None:  # a job tick racing shutdown: nothing to open a connection for
+            raise RuntimeError("the database is closed")
         return await asyncio.get_running_loop().run_in_executor(None, self._checkpoint_now)
 
     def _checkpoint_now(self) -> tuple[int, int, int]:
