@@ -193,6 +193,7 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
 
         async def baseline(label: str) -> tuple[list[float], int]:
             """Same rate, no job queued (every reader reads the source language)."""
+            texts_before = stub.texts
             result = await paced_sends(
                 base_url, plain_senders, plain_path,
                 [f"Status update {label} {n}: the nightly build passed and is ready for review" for n in range(count)])
@@ -201,7 +202,6 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
 
         # 1. Baseline.
         await paced_sends(base_url, plain_senders, plain_path, [f"warm up {n}" for n in range(RATE)])
-        texts_before = 0
         base_lat, base_fail = await baseline("a")
         # 2. Three reader languages, unique texts; a French reader's WebSocket times the translations.
         arrived: dict[str, float] = {}
@@ -224,7 +224,6 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
         texts_translated = stub.texts
         calls = stub.calls
         # 3. Baseline again (the queue is empty): the noise between two identical runs.
-        texts_before = stub.texts
         again_lat, again_fail = await baseline("b")
         plain_stop.set()
         await plain_watcher
