@@ -32,6 +32,12 @@ class Mailbox:
         self._lock = threading.Lock()
         self._controller: Controller | None = None
 
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address.startswith("refused"):  # a recipient this relay rejects: that mail alone fails
+            return "550 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self._lock:

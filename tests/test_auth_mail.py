@@ -36,6 +36,21 @@ async def test_request_answers_at_once_and_mail_goes_out_from_the_outbox(api, se
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_one_run_records_each_mails_own_outcome(api, server, mailbox):
+    """Outcomes are written in shared writes while the run goes on: none may be lost or mixed up."""
+    mailbox.start()
+    addresses = [f"user{n}@example.test" for n in range(6)] + ["refused@example.test"]
+    for address in addresses:
+        assert (await api.post("/auth/app/otp", {"email": address})).status == 200
+    await deliver(server)
+    rows = await server.app.db.reader.fetch_all('SELECT "to", status, attempts, last_error FROM mail_outbox')
+    outcome = {row["to"]: (row["status"], row["attempts"], bool(row["last_error"])) for row in rows}
+    assert outcome == {**{address: ("sent", 1, False) for address in addresses[:-1]},
+                       "refused@example.test": ("pending", 1, True)}
+    assert sorted(mail["To"] for mail in mailbox.messages) == sorted(addresses[:-1])
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_smtp_down_then_retried_with_backoff(api, server, clock, mailbox):
     # The SMTP server is not running yet: the first attempt fails and is scheduled for later.
     await api.post("/auth/app/otp", {"email": "zoe@example.test"})

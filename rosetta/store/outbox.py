@@ -26,11 +26,15 @@ async def by_id(conn: Conn, mail_id: str) -> sqlite3.Row | None:
     return await conn.fetch_one("SELECT * FROM mail_outbox WHERE id = ?", (mail_id,))
 
 
-async def mark_sent(tx: Tx, mail_id: str, now: str) -> None:
+async def mark_sent(tx: Tx, mail_ids: list[str], now: str) -> None:
+    """One statement for a whole batch: each statement is a hop for the GIL on the writer's thread."""
+    if not mail_ids:
+        return
+    marks = ",".join("?" * len(mail_ids))
     await tx.execute(
         "UPDATE mail_outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL"
-        " WHERE id = ?",
-        (now, mail_id),
+        f" WHERE id IN ({marks})",
+        (now, *mail_ids),
     )
 
 
