@@ -324,12 +324,15 @@ class Hub:
                     yield user_id, subs
 
     def _offer(self, frame: Frame, subs: Iterable[Subscription], corked: set[Subscription] | None = None) -> None:
-        for sub in list(subs):
-            if corked is not None and sub not in corked:
-                sub.cork()
-                corked.add(sub)
+        subs = list(subs)  # a copy: an overflowing connection leaves the set while this runs
+        if corked is not None:
+            for sub in subs:
+                if sub not in corked:
+                    sub.cork()
+                    corked.add(sub)
+        for sub in subs:
             sub.offer(frame)
-            self.delivered += 1
+        self.delivered += len(subs)
 
     async def _message_rows(self, conn: Conn, events: list[Event]) -> dict[str, Any]:
         ids = list({e.payload.get("id") for e in events if e.name in RENDERED and e.payload.get("id")})
