@@ -7,9 +7,12 @@ the sends, so a send's timestamp was taken late. A readable socket here costs on
 a few lines that find the frame's length and, in a message frame, its send mark.
 
 Latency ends when a frame reached the client's socket: Linux stamps each segment on arrival
-(SO_TIMESTAMPNS), so what is measured is the server's delivery, not how long this process took to
-get round to 1,000 sockets. A frame after the first in one read may have arrived later than the
-read's stamp says, so it gets the time of the read instead (never earlier than the truth); without
+(SO_TIMESTAMPNS), so a frame read alone is timed by the server's delivery, not by how long this
+process took to get round to 1,000 sockets. A read returns one stamp, though (that of the last
+segment it took, as far as the kernel's source reads). So when this process fell behind and one
+read holds several frames, the first gets that stamp and the others the time of the read: upper
+bounds, never earlier than the truth, and later than it by this process's lag. ``behind`` counts
+those frames, so the table shows how much of the latency the clients' own lag may be. Without
 stamps (another OS) every frame gets the time of the read.
 
 The parent drives it through a pipe with ``Fanout``: open N connections (each waits for its
@@ -44,7 +47,7 @@ TIMESTAMPS = sys.platform == "linux"
 class Client:
     """One connection: the upgrade answer, the hello, then (when ``timed``) message frames counted and timed."""
 
-    __slots__ = ("buffer", "hello", "latencies", "messages", "sock", "timed", "upgraded")
+    __slots__ = ("behind", "buffer", "hello", "latencies", "messages", "sock", "timed", "upgraded")
 
     def __init__(self, sock: socket.socket, timed: bool, latencies: list[float]) -> None:
         self.sock = sock
@@ -52,6 +55,7 @@ class Client:
         self.upgraded = False
         self.hello = False
         self.messages = 0  # frames carrying a send mark (timed clients only)
+        self.behind = 0  # of those, frames that shared a read with another: timed by an upper bound
         self.timed = timed
         self.latencies = latencies
 
@@ -85,6 +89,7 @@ class Client:
             del buf[:end + 4]
             self.upgraded = True
         pos = 0
+        timed = 0
         while len(buf) - pos >= 2:
             size = buf[pos + 1] & 0x7F
             head = 2
@@ -105,9 +110,12 @@ class Client:
                 if found:  # a message; other frames (presence) are not what is measured
                     self.messages += 1
                     self.latencies.append(arrived - float(found.group(1)))
+                    timed += 1
                     arrived = now  # a later frame of this read may have come in a later segment
             pos += head + size
         del buf[:pos]
+        if timed > 1:
+            self.behind += timed
 
 
 def _connect(host: str, port: int, netloc: str, token: str) -> socket.socket:
@@ -155,6 +163,8 @@ class Holder:
             self.pipe.send(("ready", len(self.clients)))
         elif name == "messages":
             self.pipe.send(sum(client.messages for client in self.clients.values()))
+        elif name == "behind":
+            self.pipe.send(sum(client.behind for client in self.clients.values()))
         elif name == "latencies":
             self.pipe.send(self.latencies)
             self.latencies.clear()  # in place: every client appends to this list
@@ -228,6 +238,10 @@ class Fanout:
     def messages(self) -> int:
         """Message frames received so far by the timed clients."""
         return int(self._ask("messages"))
+
+    def behind(self) -> int:
+        """Message frames that shared a read with another: this process was late to read them."""
+        return int(self._ask("behind"))
 
     def latencies(self) -> list[float]:
         return list(self._ask("latencies"))
