@@ -73,7 +73,7 @@ class Subscription:
         self.user_id = principal.user_id
         self.sink = sink
         self.transport = sink.transport
-        self.websocket = sink.transport == "ws"
+        self.websocket = sink.transport == "ws"  # kept as a bool: tested once per delivery, on the hot path
         self.limit = limit_bytes
         self.on_close = on_close
         self.state = self.BUFFERING
