@@ -364,6 +364,10 @@ class Database:
             return
         self.commits += 1
         self.units += len(batch)
+        # The after-commit callbacks before the callers' futures: tasks the callbacks start (the hub's
+        # fan-out) run before the callers resume. Measured the other way round (3 runs each, 1,000
+        # sockets): senders were answered faster (p50 10-12 against 18-23 ms) but the frames left
+        # later (p50 21-27 against 13-20 ms), and delivery is what realtime clients wait for.
         for (_, future), (tx, result, error) in zip(batch, outcomes, strict=True):
             if error is None:
                 for callback in tx.after_commit:
