@@ -165,20 +165,27 @@ async def test_member_of_another_workspace_is_404(api):
     assert (await api.delete(f"/workspaces/{mine['id']}/members/zzz", token=owner.token)).status == 404
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_role_rules_hold_against_a_concurrent_promotion(api, server):
-    """An admin demoting a member while the owner promotes that member to owner: the rules are
-    checked against the roles as they are inside the write, so the admin cannot demote an owner."""
+async def race_on_member(api, server, calls):
+    """Run the owner's and the admin's calls on the member Mia at once (straight on the service, so
+    they really overlap); ``calls(members, workspace_id, mia, owner, admin)`` returns both awaitables.
+    Returns the team and each call's result or exception."""
     team = await make_team(api)
     app = server.app
     assert app is not None
     mia = await member_id(api, team.id, team.member, team.owner.token)
     owner, admin = Principal("user", team.owner.id), Principal("user", team.admin.id)
-    results = await asyncio.gather(
-        app.members.update(team.id, mia, owner, role="owner"),
-        app.members.update(team.id, mia, admin, role="member"),
-        return_exceptions=True,
-    )
+    results = await asyncio.gather(*calls(app.members, team.id, mia, owner, admin), return_exceptions=True)
+    return team, results
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_role_rules_hold_against_a_concurrent_promotion(api, server):
+    """An admin demoting a member while the owner promotes that member to owner: the rules are
+    checked against the roles as they are inside the write, so the admin cannot demote an owner."""
+    team, results = await race_on_member(api, server, lambda members, w, mia, owner, admin: (
+        members.update(w, mia, owner, role="owner"),
+        members.update(w, mia, admin, role="member"),
+    ))
     assert isinstance(results[1], Forbidden), results
     listed = await api.get(path(team), token=team.owner.token)
     assert [m["role"] for m in listed.json["data"]] == ["owner", "admin", "owner"]
@@ -186,16 +193,10 @@ async def test_role_rules_hold_against_a_concurrent_promotion(api, server):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_removal_rules_hold_against_a_concurrent_promotion(api, server):
-    team = await make_team(api)
-    app = server.app
-    assert app is not None
-    mia = await member_id(api, team.id, team.member, team.owner.token)
-    owner, admin = Principal("user", team.owner.id), Principal("user", team.admin.id)
-    results = await asyncio.gather(
-        app.members.update(team.id, mia, owner, role="admin"),
-        app.members.remove(team.id, mia, admin),
-        return_exceptions=True,
-    )
+    team, results = await race_on_member(api, server, lambda members, w, mia, owner, admin: (
+        members.update(w, mia, owner, role="admin"),
+        members.remove(w, mia, admin),
+    ))
     assert isinstance(results[1], Forbidden), results  # only owners remove admins
     listed = await api.get(path(team), token=team.owner.token)
     assert [m["role"] for m in listed.json["data"]] == ["owner", "admin", "admin"]
