@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import signal
@@ -113,6 +114,10 @@ async def serve(config: Config, args: argparse.Namespace | None = None, cluster:
 
     app = RosettaApp(config, cluster=cluster)
     await app.start()
+    # What exists now (modules, routes, the language model) lives as long as the process: out of the
+    # cyclic collector's reach, a full collection scans only what came later. Such a collection stops
+    # the loop; with 500 WebSocket connections it took 60-90 ms, half of it over these objects.
+    gc.freeze()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
