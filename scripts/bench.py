@@ -108,6 +108,8 @@ async def wait_healthy(base_url: str, process: asyncio.subprocess.Process) -> No
 
 async def run_section(name: str, module: ModuleType, synchronous: str, workers: int,
                       profile: Path | None) -> list[Row]:
+    from benchlib import machine_ticks, stolen_share
+
     with tempfile.TemporaryDirectory(prefix=f"rosetta-bench-{name}-") as scratch:
         tmp = Path(scratch)
         extra = module.server_env(tmp) if hasattr(module, "server_env") else {}
@@ -124,7 +126,10 @@ async def run_section(name: str, module: ModuleType, synchronous: str, workers: 
             os.environ["BENCH_SERVER_PID"] = str(process.pid)
             try:
                 await wait_healthy(base_url, process)
+                ticks = machine_ticks()
                 rows = list(await module.run(base_url, tmp))
+                rows.append(("CPU time stolen by the hypervisor during the section (whole machine)",
+                             stolen_share(ticks, machine_ticks()), ""))
             except Exception:
                 traceback.print_exc()
                 rows = [("section failed (see the trace above)", "—", "")]

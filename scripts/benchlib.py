@@ -43,6 +43,26 @@ def server_pids() -> list[int]:
     return pids
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(stolen, total) clock ticks of all CPUs so far, from /proc/stat; (0, 0) without it.
+
+    "Stolen" is time the hypervisor ran something else while this VM had work: a run that lost a
+    tenth of the machine that way is not comparable with one that lost none.
+    """
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return fields[7], sum(fields)
+
+
+def stolen_share(before: tuple[int, int], after: tuple[int, int]) -> str:
+    """The machine's CPU time stolen between two ``machine_ticks()``, as a percentage (or "n/a")."""
+    total = after[1] - before[1]
+    return f"{(after[0] - before[0]) / total:.0%}" if total > 0 else "n/a"
+
+
 def _stat_fields(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
         return stat.read().rsplit(")", 1)[1].split()
