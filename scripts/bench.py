@@ -21,7 +21,8 @@ The runner, for each section: makes a temporary directory; starts ``python -m ro
 <free> --data-dir <tmp>/data`` as a subprocess, with the API, register and login rate limits off
 (``ROSETTA_LIMITS_*=0``) and ``auth.bcrypt_rounds = 4`` (sign-ups are setup, not what is measured);
 waits for ``GET /api/v1/health``; awaits ``run()`` in this process; stops the server with SIGTERM
-and adds the server's group-commit ratio (logged at shutdown) as a row. Measured phases should run
+and adds the share of CPU time the hypervisor stole meanwhile and the server's group-commit ratio
+(logged at shutdown) as rows. Measured phases should run
 for ``benchlib.duration_s()`` seconds (``--duration``, exported as ``BENCH_DURATION_S``). The
 server's pid is exported as ``BENCH_SERVER_PID``: ``benchlib.server_cpu_s()`` reads its CPU time,
 so a section can report CPU per request, which stays meaningful on a busy machine (it adds up the

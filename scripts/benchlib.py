@@ -54,6 +54,8 @@ def machine_ticks() -> tuple[int, int]:
             fields = [int(value) for value in stat.readline().split()[1:9]]
     except (OSError, ValueError):
         return 0, 0
+    if len(fields) < 8:  # a kernel that does not count stolen time
+        return 0, 0
     return fields[7], sum(fields)
 
 
