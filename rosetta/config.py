@@ -43,6 +43,8 @@ class ServerConfig:
     access_log: str = field(default="errors", metadata=_bounded(choices=("all", "errors", "off")))
     # Processes serving the same port and database (rosetta.workers); one per core uses every core.
     workers: int = field(default=1, metadata=_bounded(1, 64))
+    # Several workers, at most one per CPU: each runs on a CPU of its own (rosetta.affinity).
+    pin_workers: bool = True
 
     def base_url(self) -> str:
         """The URL people reach the server at; links in mail and join endpoints are built from it."""

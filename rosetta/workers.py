@@ -5,7 +5,8 @@ upload is in flight when orphans are removed), reserves the port, allocates the 
 generations and the workers' inboxes, then forks. Each worker is a whole server (rosetta.app) that
 binds the port with SO_REUSEPORT: the kernel spreads connections across them. The parent's own
 socket is bound but never listens, so it receives no connections; it keeps the port for the
-server's lifetime.
+server's lifetime. With one worker per core, each worker runs on a CPU of its own
+(``server.pin_workers``, see rosetta.affinity).
 
 SIGTERM or SIGINT to the parent is passed on to every worker, each of which shuts down cleanly
 (sockets closed with 1001). A worker that dies on its own takes the server down with it (exit 1):
@@ -22,6 +23,7 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable
 
+from rosetta import affinity
 from rosetta.cluster import Cluster, cluster_for, links
 from rosetta.config import Config
 from rosetta.store.generations import Generations
@@ -52,13 +54,18 @@ def serve_workers(config: Config, prepare: Callable[[Config], Awaitable[None]],
     memory = Generations.allocate(size)
     pairs = links(size)
     children: dict[int, int] = {}
+    cpus = affinity.allowed_cpus()
     for index in range(size):
         pid = os.fork()
         if pid == 0:  # the worker: it never returns into the parent's code
             code = EXIT_FAILED
             try:
                 reserved.close()
-                code = asyncio.run(serve(config, cluster_for(index, size, memory, pairs)))
+                cluster = cluster_for(index, size, memory, pairs)
+                if config.server.pin_workers and affinity.pin_worker(index, size, cpus) is not None:
+                    code = asyncio.run(spread_executor_then(cpus, serve(config, cluster)))
+                else:
+                    code = asyncio.run(serve(config, cluster))
             except BaseException:
                 log.exception("worker %d failed", index)
             finally:
@@ -71,6 +78,12 @@ def serve_workers(config: Config, prepare: Callable[[Config], Awaitable[None]],
     log.info("Rosetta: %d workers on port %d (pids %s)", size, config.server.port,
              ", ".join(str(pid) for pid in children))
     return supervise(children)
+
+
+async def spread_executor_then(cpus: list[int], serving: Awaitable[int]) -> int:
+    """A pinned worker's loop: its executor's threads get every CPU back before it serves."""
+    affinity.spread_default_executor(asyncio.get_running_loop(), cpus)
+    return await serving
 
 
 def supervise(children: dict[int, int]) -> int:

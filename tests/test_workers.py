@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import sys
@@ -21,6 +22,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient
 from tornado.ioloop import IOLoop
 
+from rosetta import affinity
 from rosetta.cli import prepare_workers
 from rosetta.clock import ManualClock
 from rosetta.cluster import Cluster, links, peers_for
@@ -185,13 +187,17 @@ async def test_serve_with_two_workers_shares_one_port_and_stops_cleanly(tmp_path
         cwd=tmp_path, env=cli_env(ROSETTA_SERVER_WORKERS="2"), stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL)
     assert process.stderr is not None
-    port, listening = None, 0
+    port, pids, listening = None, [], 0
     while listening < 2:
         line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
         assert line, "the server exited before listening"
-        found = re.search(r"2 workers on port (\d+)", line)
-        port = int(found.group(1)) if found else port
+        found = re.search(r"2 workers on port (\d+) \(pids (\d+), (\d+)\)", line)
+        if found:
+            port, pids = int(found.group(1)), [int(found.group(2)), int(found.group(3))]
         listening += "listening on" in line
+    cpus = affinity.allowed_cpus()
+    if len(cpus) >= 2:  # one worker per CPU at most: each on a CPU of its own (server.pin_workers)
+        assert [os.sched_getaffinity(pid) for pid in pids] == [{cpus[0]}, {cpus[1]}]
     client = AsyncHTTPClient(force_instance=True)
     answered = set()
     for _ in range(20):  # each fetch is a new connection: the kernel spreads them over both workers
