@@ -122,6 +122,26 @@ async def test_lost_placeholder_fails_instead_of_corrupting(server, api, stub, c
     assert seen["translation_status"] == "failed" and seen["display_content"] == text
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_a_large_round_is_finished_in_bounded_write_units(server, api, stub):
+    from rosetta.services.translation import FINISH_CHUNK, PARALLEL_ROUNDS
+
+    ana, bea, _ws, path = await team(api)
+    count = 2 * FINISH_CHUNK + 6  # one round (under the claim limit), three chunks
+    for number in range(count):
+        assert (await api.post(path, {"content": f"{SPANISH} Mensaje {number}."}, token=bea.token)).status == 201
+    units = server.app.db.units
+    assert await server.app.jobs.run_once("translation.work") == count
+    # Each round starts with a claim; the round then finishes in chunks, not in one unit holding the writer.
+    assert server.app.db.units - units == PARALLEL_ROUNDS + 3
+    seen = (await api.get(f"{path}?limit={count}", token=ana.token)).json["data"]
+    assert [m["translation_status"] for m in seen] == ["completed"] * count
+    assert stub.texts == count
+    announced = await server.app.db.reader.fetch_value(
+        "SELECT COUNT(*) FROM events WHERE name = 'message.translated'")
+    assert announced == count
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_memory_translates_identical_text_once(server, api, stub):
     ana, bea, _ws, path = await team(api)
