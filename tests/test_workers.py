@@ -187,25 +187,30 @@ async def test_serve_with_two_workers_shares_one_port_and_stops_cleanly(tmp_path
         cwd=tmp_path, env=cli_env(ROSETTA_SERVER_WORKERS="2"), stderr=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.DEVNULL)
     assert process.stderr is not None
-    port, pids, listening = None, [], 0
-    while listening < 2:
-        line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-        assert line, "the server exited before listening"
-        found = re.search(r"2 workers on port (\d+) \(pids (\d+), (\d+)\)", line)
-        if found:
-            port, pids = int(found.group(1)), [int(found.group(2)), int(found.group(3))]
-        listening += "listening on" in line
-    cpus = affinity.allowed_cpus()
-    if len(cpus) >= 2:  # one worker per CPU at most: each on a CPU of its own (server.pin_workers)
-        assert [os.sched_getaffinity(pid) for pid in pids] == [{cpus[0]}, {cpus[1]}]
-    client = AsyncHTTPClient(force_instance=True)
-    answered = set()
-    for _ in range(20):  # each fetch is a new connection: the kernel spreads them over both workers
-        health = await client.fetch(f"http://127.0.0.1:{port}/api/v1/health")
-        answered.add(health.code)
-    client.close()
-    assert answered == {200}
-    process.send_signal(signal.SIGTERM)
-    rest = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
-    assert await asyncio.wait_for(process.wait(), 30) == 0
+    try:
+        port, pids, listening = None, [], 0
+        while listening < 2:
+            line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+            assert line, "the server exited before listening"
+            found = re.search(r"2 workers on port (\d+) \(pids (\d+), (\d+)\)", line)
+            if found:
+                port, pids = int(found.group(1)), [int(found.group(2)), int(found.group(3))]
+            listening += "listening on" in line
+        cpus = affinity.allowed_cpus()
+        if len(cpus) >= 2:  # one worker per CPU at most: each on a CPU of its own (server.pin_workers)
+            assert [os.sched_getaffinity(pid) for pid in pids] == [{cpus[0]}, {cpus[1]}]
+        client = AsyncHTTPClient(force_instance=True)
+        answered = set()
+        for _ in range(20):  # each fetch is a new connection: the kernel spreads them over both workers
+            health = await client.fetch(f"http://127.0.0.1:{port}/api/v1/health")
+            answered.add(health.code)
+        client.close()
+        assert answered == {200}
+        process.send_signal(signal.SIGTERM)
+        rest = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:  # a failed assertion above: stop the workers too, via their parent
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 30)
     assert rest.count("database closed") == 2 and "Traceback" not in rest
