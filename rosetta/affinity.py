@@ -45,12 +45,17 @@ def pin_worker(index: int, workers: int, cpus: list[int]) -> int | None:
     """Pin the calling thread, and every thread it starts from now on, to worker ``index``'s CPU.
 
     Call it in the forked worker before its loop starts, with the CPUs from ``allowed_cpus()``
-    taken before. Returns the CPU, or None when not pinned.
+    taken before. Returns the CPU, or None when not pinned: a refusal (a CPU taken offline, a
+    sandbox that forbids it) is logged and the worker runs unpinned rather than not at all.
     """
     cpu = worker_cpu(index, workers, cpus)
     if cpu is None:
         return None
-    os.sched_setaffinity(0, {cpu})  # pid 0: the calling thread; threads started later inherit it
+    try:
+        os.sched_setaffinity(0, {cpu})  # pid 0: the calling thread; threads started later inherit it
+    except OSError as exc:
+        log.warning("worker %d stays unpinned: CPU %d refused (%s)", index, cpu, exc)
+        return None
     log.info("worker %d runs on CPU %d", index, cpu)
     return cpu
 

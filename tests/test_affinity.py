@@ -23,6 +23,13 @@ def test_worker_cpu(index: int, workers: int, cpus: list[int], expected: int | N
     assert affinity.worker_cpu(index, workers, cpus) == expected
 
 
+def test_a_cpu_the_kernel_refuses_leaves_the_worker_unpinned(caplog: pytest.LogCaptureFixture) -> None:
+    before = os.sched_getaffinity(0)
+    assert affinity.pin_worker(1, 2, [0, 4095]) is None  # no such CPU here: EINVAL
+    assert os.sched_getaffinity(0) == before
+    assert "worker 1 stays unpinned: CPU 4095 refused" in caplog.text
+
+
 @pytest.mark.skipif(len(affinity.allowed_cpus()) < 2, reason="needs two CPUs")
 def test_a_pinned_worker_runs_its_threads_on_its_cpu_and_its_executor_on_all() -> None:
     cpus = affinity.allowed_cpus()
