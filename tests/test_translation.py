@@ -123,23 +123,23 @@ async def test_lost_placeholder_fails_instead_of_corrupting(server, api, stub, c
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_a_large_round_is_finished_in_bounded_write_units(server, api, stub):
-    from rosetta.services.translation import FINISH_CHUNK, PARALLEL_ROUNDS
-
-    ana, bea, _ws, path = await team(api)
-    count = 2 * FINISH_CHUNK + 6  # one round (under the claim limit), three chunks
+async def test_a_round_of_many_messages_translates_and_announces_each(server, api, stub):
+    ana, bea = await register(api, "Ana", "en"), await register(api, "Bea", "es")
+    cid = await register(api, "Cid", "fr")
+    ws = await workspace_with(api, ana, bea, cid)
+    path = f"/workspaces/{ws['id']}/channels/{ws['general']['id']}/messages"
+    count = 70  # masked in several loop turns (MASKS_BETWEEN_YIELDS), once for both reader languages
     for number in range(count):
         assert (await api.post(path, {"content": f"{SPANISH} Mensaje {number}."}, token=bea.token)).status == 201
-    units = server.app.db.units
-    assert await server.app.jobs.run_once("translation.work") == count
-    # Each round starts with a claim; the round then finishes in chunks, not in one unit holding the writer.
-    assert server.app.db.units - units == PARALLEL_ROUNDS + 3
-    seen = (await api.get(f"{path}?limit={count}", token=ana.token)).json["data"]
-    assert [m["translation_status"] for m in seen] == ["completed"] * count
-    assert stub.texts == count
+    assert await server.app.jobs.run_once("translation.work") == 2 * count
+    for reader, language in ((ana, "en"), (cid, "fr")):
+        seen = (await api.get(f"{path}?limit={count}", token=reader.token)).json["data"]
+        assert [m["translation_status"] for m in seen] == ["completed"] * count
+        assert {m["display_content"] for m in seen} == {f"[{language}] {SPANISH} Mensaje {n}." for n in range(count)}
+    assert stub.texts == 2 * count
     announced = await server.app.db.reader.fetch_value(
         "SELECT COUNT(*) FROM events WHERE name = 'message.translated'")
-    assert announced == count
+    assert announced == 2 * count
 
 
 @pytest.mark.gen_test(timeout=30)
