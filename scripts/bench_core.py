@@ -89,7 +89,7 @@ async def measure(base_url: str, tokens: list[str], method: str, path: str, payl
     cpu_before, worker_before = server_cpu_s(), [cpu_s([pid]) for pid in workers]
     count, latencies, elapsed = await run_clients(CLIENTS, seconds, make_step)
     cpu_us = (server_cpu_s() - cpu_before) / max(count, 1) * 1e6
-    # The kernel spreads the CLIENTS connections over the workers by a hash: 7 and 13 is as likely as
+    # The kernel spreads the CLIENTS connections over the workers by a hash: 7 and 13 is about as likely as
     # 10 and 10, and then one worker runs out of CPU while the other idles.
     busy = sorted(((cpu_s([pid]) - before) / elapsed for pid, before in zip(workers, worker_before, strict=True)),
                   reverse=True)
