@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 PLACEHOLDER = '<x id="{}"/>'
 # Tolerant: providers add spaces, drop the quotes or the slash, or change case.
@@ -51,7 +52,7 @@ class Masked:
     text: str  # what the provider sees
     pieces: tuple[str, ...]  # pieces[N] is what placeholder N stands for
 
-    @property
+    @cached_property  # a message's Masked is shared by all its reader languages' jobs
     def has_words(self) -> bool:
         """Whether anything is left to translate once placeholders are set aside."""
         return LETTER_RE.search(PLACEHOLDER_RE.sub("", self.text)) is not None
