@@ -46,8 +46,10 @@ def server_pids() -> list[int]:
 def machine_ticks() -> tuple[int, int]:
     """(stolen, total) clock ticks of all CPUs so far, from /proc/stat; (0, 0) without it.
 
-    "Stolen" is time the hypervisor ran something else while this VM had work: a run that lost a
-    tenth of the machine that way is not comparable with one that lost none.
+    "Stolen" is time a vCPU had work but did not run: the hypervisor ran something else, or was still
+    waking the vCPU from a halt. The second part is partly the workload's own doing: two processes
+    passing messages across vCPUs showed 28-38 % stolen, on one vCPU 2-4 % (see rosetta/affinity.py).
+    Either way, a run that lost a tenth of the machine is not comparable with one that lost none.
     """
     try:
         with open("/proc/stat", encoding="ascii") as stat:
