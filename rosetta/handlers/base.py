@@ -17,6 +17,7 @@ from functools import cached_property
 from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING, Any
 
+import tornado.httputil
 import tornado.web
 
 from rosetta.errors import (
@@ -29,6 +30,7 @@ from rosetta.errors import (
     TooManyAttempts,
     Unauthenticated,
 )
+from rosetta.ratelimit import Verdict
 from rosetta.services.auth import Principal
 
 if TYPE_CHECKING:
@@ -43,6 +45,12 @@ HTTP_MESSAGES = {
     405: "Method not allowed.",
     413: "The request body is too large.",
 }
+# Every answer's headers before the route adds its own (CORS comes after, from the request's Origin).
+DEFAULT_HEADERS = (
+    ("Content-Type", JSON_TYPE),
+    ("Cache-Control", "no-cache, private"),
+    ("X-Content-Type-Options", "nosniff"),
+)
 # Cookie-authenticated requests with these methods must carry X-XSRF-TOKEN (CSRF).
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Credential resolvers tried in order after the bearer token: (handler) -> Principal | None.
@@ -76,20 +84,14 @@ class BaseHandler(tornado.web.RequestHandler):
     # Request life cycle --------------------------------------------------------------------------
 
     def set_default_headers(self) -> None:
-        self.set_header("Content-Type", JSON_TYPE)
-        self.set_header("Cache-Control", "no-cache, private")
-        self.set_header("X-Content-Type-Options", "nosniff")
+        for name, value in DEFAULT_HEADERS:
+            self.set_header(name, value)
         if hasattr(self, "app"):  # tornado calls this once before initialize(), and again on errors
             self._set_cors_headers()
 
     def _set_cors_headers(self) -> None:
-        origin = self.request.headers.get("Origin")
-        if origin and origin in self.app.config.server.cors_origins:
-            self.set_header("Access-Control-Allow-Origin", origin)
-            self.set_header("Access-Control-Allow-Credentials", "true")
-            self.set_header("Vary", "Origin")
-        else:
-            self.set_header("Access-Control-Allow-Origin", "*")
+        for name, value in cors_headers(self.app.config.server.cors_origins, self.request):
+            self.set_header(name, value)
 
     async def prepare(self) -> None:
         if self.request.method == "OPTIONS":
@@ -105,16 +107,13 @@ class BaseHandler(tornado.web.RequestHandler):
         if self.public:
             return
         self.principal = await self.authenticate()
-        if self.principal is None:
-            raise Unauthenticated()
-        if self.principal.kind == "guest" and not self.allow_guest:
-            raise Unauthenticated()
-        if self.principal.kind == "user" and not self.principal.can(self.ability):
-            raise Forbidden()
+        refused = refusal(self.principal, self.ability, self.allow_guest)
+        if refused is not None:
+            raise refused
+        assert self.principal is not None
         if self.principal.is_session and self.request.method in STATE_CHANGING:
             self.check_session_xsrf()
-        self.rate_limit("api", self.principal.token_id or self.principal.session_id or self.principal.user_id,
-                        self.app.config.limits.api_per_minute, 60)
+        self.rate_limit("api", rate_key(self.principal), self.app.config.limits.api_per_minute, 60)
 
     def check_session_xsrf(self) -> None:
         """A write authenticated by the session cookie must echo that session's XSRF token, else 419."""
@@ -141,9 +140,9 @@ class BaseHandler(tornado.web.RequestHandler):
     async def authenticate(self) -> Principal | None:
         """Resolve the request's credential. Bearer first, then the registered resolvers."""
         self.refuse_mixed_credentials()
-        header = self.request.headers.get("Authorization", "")
-        if header.lower().startswith("bearer "):
-            return await self.app.tokens.resolve(header[7:].strip())
+        token = bearer_token(self.request)
+        if token is not None:
+            return await self.app.tokens.resolve(token)
         for resolver in self.app.resolvers:
             principal = await resolver(self)
             if principal is not None:
@@ -203,7 +202,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if not verdict.allowed:
             raise TooManyAttempts(verdict.retry_after_s, verdict.limit)
         # Kept so that an error answer (send_error clears headers) still carries them, as the seed shows.
-        self._rate_headers = {"X-RateLimit-Limit": str(verdict.limit), "X-RateLimit-Remaining": str(verdict.remaining)}
+        self._rate_headers = rate_headers(verdict)
         for name, value in self._rate_headers.items():
             self.set_header(name, value)
 
@@ -265,6 +264,45 @@ class NotFoundHandler(BaseHandler):
     async def prepare(self) -> None:
         await super().prepare()
         raise NotFound()
+
+
+# Shared with the lean path (handlers/lean.py), which answers some reads without a BaseHandler: what
+# follows is the part of the life cycle above that both must do alike.
+
+def bearer_token(request: tornado.httputil.HTTPServerRequest) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, or None when the request has no such header."""
+    header = request.headers.get("Authorization", "")
+    return header[7:].strip() if header.lower().startswith("bearer ") else None
+
+
+def refusal(principal: Principal | None, ability: str, allow_guest: bool) -> ApiError | None:
+    """Why ``principal`` may not use a route at all (401 or 403), or None when it may."""
+    if principal is None:
+        return Unauthenticated()
+    if principal.kind == "guest" and not allow_guest:
+        return Unauthenticated()
+    if principal.kind == "user" and not principal.can(ability):
+        return Forbidden()
+    return None
+
+
+def rate_key(principal: Principal) -> str:
+    """Whose ``api`` rate window a request counts in: the token's, else the session's, else the user's."""
+    return principal.token_id or principal.session_id or principal.user_id
+
+
+def rate_headers(verdict: Verdict) -> dict[str, str]:
+    return {"X-RateLimit-Limit": str(verdict.limit), "X-RateLimit-Remaining": str(verdict.remaining)}
+
+
+def cors_headers(allowed_origins: tuple[str, ...],
+                 request: tornado.httputil.HTTPServerRequest) -> list[tuple[str, str]]:
+    """A configured origin is echoed with credentials allowed; any other caller gets ``*``."""
+    origin = request.headers.get("Origin")
+    if origin and origin in allowed_origins:
+        return [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Credentials", "true"),
+                ("Vary", "Origin")]
+    return [("Access-Control-Allow-Origin", "*")]
 
 
 def _in_networks(address: str, networks: tuple[str, ...]) -> bool:
