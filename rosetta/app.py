@@ -23,6 +23,7 @@ import rosetta.handlers
 from rosetta.clock import Clock
 from rosetta.cluster import Cluster
 from rosetta.config import Config
+from rosetta.handlers import lean
 from rosetta.handlers.auth_web import session_resolver
 from rosetta.handlers.base import NotFoundHandler
 from rosetta.handlers.rooms import guest_resolver
@@ -157,6 +158,7 @@ class RosettaApp:
         # A purged temporary room's files: rows soft-deleted in the purge, bytes removed after (issue 8).
         self.rooms.remove_bytes = lambda names: self.ctx.off_loop(self.files.blobs.remove, names)
         self.server: tornado.httpserver.HTTPServer | None = None
+        self.http: lean.Application | None = None  # the Tornado application, made when the server starts
         self.port: int | None = None
 
     def base_url(self) -> str:
@@ -166,9 +168,10 @@ class RosettaApp:
             return server.base_url()
         return dataclasses.replace(server, port=self.port).base_url()
 
-    def make_tornado_app(self) -> tornado.web.Application:
+    def make_tornado_app(self) -> lean.Application:
         handlers = [(path, handler, {"app": self}) for path, handler in collect_routes()]
-        application = tornado.web.Application(
+        application = lean.Application(
+            self,
             [],
             default_handler_class=NotFoundHandler,
             default_handler_args={"app": self},
@@ -182,14 +185,16 @@ class RosettaApp:
         return application
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        # _request_summary: handlers whose URL carries a credential (/hooks/{secret}, ?access_token=) redact it.
+        self.log_access(handler.get_status(), handler._request_summary(), 1000.0 * handler.request.request_time())
+
+    def log_access(self, status: int, summary: str, elapsed_ms: float) -> None:
         """The access log, as ``server.access_log`` asks: every request, only failures and slow ones, or none."""
         mode = self.config.server.access_log
-        status, elapsed_ms = handler.get_status(), 1000.0 * handler.request.request_time()
         if mode == "off" or (mode == "errors" and status < 400 and elapsed_ms < SLOW_REQUEST_MS):
             return
         level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
-        # _request_summary: handlers whose URL carries a credential (/hooks/{secret}, ?access_token=) redact it.
-        access_log.log(level, "%d %s %.2fms", status, handler._request_summary(), elapsed_ms)
+        access_log.log(level, "%d %s %.2fms", status, summary, elapsed_ms)
 
     async def start(self) -> None:
         """Open the database (migrating it), start the jobs, listen. ``server.port = 0`` picks a free port."""
@@ -201,7 +206,8 @@ class RosettaApp:
         server_cfg = self.config.server
         # The largest body any route accepts; JSON routes enforce their own smaller bound in prepare().
         max_body = int(max(server_cfg.max_body_mb, self.config.files.max_upload_mb) * 1024 * 1024) + 64 * 1024
-        self.server = tornado.httpserver.HTTPServer(self.make_tornado_app(), max_body_size=max_body,
+        self.http = self.make_tornado_app()
+        self.server = tornado.httpserver.HTTPServer(self.http, max_body_size=max_body,
                                                     idle_connection_timeout=120)
         sockets = tornado.netutil.bind_sockets(server_cfg.port, server_cfg.host, family=socket.AF_INET
                                                if ":" not in server_cfg.host else socket.AF_UNSPEC,

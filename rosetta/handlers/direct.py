@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from rosetta.handlers.base import BaseHandler
+from rosetta.handlers.lean import LeanRead
 from rosetta.handlers.messages import edit_input, message_input
-from rosetta.handlers.paging import cursor_params, encoded_cursor_page
+from rosetta.handlers.paging import CURSOR_QUERY, cursor_params, encoded_cursor_page
 from rosetta.handlers.validate import Validator
+
+if TYPE_CHECKING:
+    from rosetta.app import RosettaApp
+    from rosetta.services.auth import Principal
 
 
 class ConversationsHandler(BaseHandler):
@@ -34,13 +41,20 @@ class ResolveRecipientHandler(BaseHandler):
         self.send_json({"data": {"id": user["id"], "name": user["name"], "avatar_url": user["avatar_url"]}})
 
 
+async def conversation_history(app: RosettaApp, principal: Principal, query: Any,
+                               conversation_id: str) -> tuple[bytes, str]:
+    """A direct conversation's history page: ``(JSON body, ETag)``; ``query`` has the cursor."""
+    await app.direct.require(conversation_id, principal)
+    before, after, limit = cursor_params(query)
+    return encoded_cursor_page(await app.direct.page(conversation_id, principal, before, after, limit))
+
+
 class ConversationMessagesHandler(BaseHandler):
+    lean_get = LeanRead(conversation_history, CURSOR_QUERY)  # plain reads skip this class (handlers/lean.py)
+
     async def get(self, conversation_id: str) -> None:
         assert self.principal
-        await self.app.direct.require(conversation_id, self.principal)
-        before, after, limit = cursor_params(self)
-        page = await self.app.direct.page(conversation_id, self.principal, before, after, limit)
-        self.send_encoded(*encoded_cursor_page(page))
+        self.send_encoded(*await conversation_history(self.app, self.principal, self, conversation_id))
 
     async def post(self, conversation_id: str) -> None:
         assert self.principal

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rosetta.handlers.base import BaseHandler
-from rosetta.handlers.paging import cursor_params, encoded_cursor_page
+from rosetta.handlers.lean import LeanRead
+from rosetta.handlers.paging import CURSOR_QUERY, cursor_params, encoded_cursor_page
 from rosetta.handlers.validate import Validator
 from rosetta.services.messages import MAX_CONTENT_CHARS, channel_place
 from rosetta.services.workspaces import ADMIN_ROLES
+
+if TYPE_CHECKING:
+    from rosetta.app import RosettaApp
+    from rosetta.services.auth import Principal
 
 
 def message_input(body: dict[str, Any]) -> tuple[str, list[str], str | None, bool]:
@@ -24,14 +29,22 @@ def message_input(body: dict[str, Any]) -> tuple[str, list[str], str | None, boo
     return content, attachment_ids, parent_id, bool(skip)
 
 
+async def channel_history(app: RosettaApp, principal: Principal, query: Any, workspace_id: str,
+                          channel_id: str) -> tuple[bytes, str]:
+    """A channel's history page as the caller reads it: ``(JSON body, ETag)``; ``query`` has the cursor."""
+    channel = await app.workspaces.require_readable_channel(workspace_id, channel_id, principal)
+    before, after, limit = cursor_params(query)
+    page = await app.messages.page(channel_id=channel["id"], before=before, after=after, limit=limit,
+                                   language=channel["reader_language"])
+    return encoded_cursor_page(page)
+
+
 class ChannelMessagesHandler(BaseHandler):
+    lean_get = LeanRead(channel_history, CURSOR_QUERY)  # plain reads skip this class (handlers/lean.py)
+
     async def get(self, workspace_id: str, channel_id: str) -> None:
         assert self.principal
-        channel = await self.app.workspaces.require_readable_channel(workspace_id, channel_id, self.principal)
-        before, after, limit = cursor_params(self)
-        page = await self.app.messages.page(channel_id=channel["id"], before=before, after=after, limit=limit,
-                                            language=channel["reader_language"])
-        self.send_encoded(*encoded_cursor_page(page))
+        self.send_encoded(*await channel_history(self.app, self.principal, self, workspace_id, channel_id))
 
     async def post(self, workspace_id: str, channel_id: str) -> None:
         assert self.principal

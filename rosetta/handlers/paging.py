@@ -54,6 +54,9 @@ def page_body(handler: Any, items: list[Any], total: int, page: int, per_page: i
     }
 
 
+CURSOR_QUERY = frozenset({"limit", "before", "after"})  # what cursor_params reads
+
+
 def cursor_params(handler: Any) -> tuple[str | None, str | None, int]:
     """``(before, after, limit)`` for message lists: limit 1..100 (default 50), ids must be ids."""
     limit = query_int(handler.get_query_argument("limit", None), "limit", 50, 1, MAX_PER_PAGE)
