@@ -35,11 +35,28 @@ async def emit(ctx: Context, tx: Tx, name: str, audience_kind: str, audience_id:
     return event
 
 
-async def emit_many(ctx: Context, tx: Tx, items: list[tuple[str, str, str, dict[str, Any]]]) -> list[Event]:
-    """``emit`` for many ``(name, audience_kind, audience_id, payload)`` at once: one log statement."""
+@dataclass(frozen=True)
+class Announcement:
+    """An event to emit later, its payload already encoded: made before a write unit, emitted in it."""
+
+    name: str
+    audience_kind: str
+    audience_id: str
+    payload: dict[str, Any]
+    encoded: str
+
+    @classmethod
+    def of(cls, name: str, audience_kind: str, audience_id: str, payload: dict[str, Any]) -> Announcement:
+        return cls(name, audience_kind, audience_id, payload, event_store.encode(payload))
+
+
+async def emit_many(ctx: Context, tx: Tx, announcements: list[Announcement]) -> list[Event]:
+    """``emit`` for many events at once: one log statement, no encoding while the unit holds the writer."""
     now = ctx.now()
-    seqs = await event_store.append_many(tx, items, now)
-    events = [Event(seq, *item, now) for seq, item in zip(seqs, items, strict=True)]
+    seqs = await event_store.append_many(
+        tx, [(a.name, a.audience_kind, a.audience_id, a.encoded) for a in announcements], now)
+    events = [Event(seq, a.name, a.audience_kind, a.audience_id, a.payload, now)
+              for seq, a in zip(seqs, announcements, strict=True)]
     await _after_append(ctx, tx, events)
     return events
 

@@ -28,7 +28,7 @@ from rosetta.errors import NotFound
 from rosetta.ids import looks_like_id
 from rosetta.services import views
 from rosetta.services.context import Context
-from rosetta.services.events import emit, emit_many
+from rosetta.services.events import Announcement, emit, emit_many
 from rosetta.store import channels as channel_store
 from rosetta.store import direct as direct_store
 from rosetta.store import messages as message_store
@@ -311,18 +311,30 @@ class TranslationService:
         max_attempts = self.config.max_attempts
         now_moment = self.ctx.clock.now()
 
+        def announcement(job: Work, state: dict[str, Any]) -> Announcement | None:
+            row = rows.get(job.message_id)
+            if row is None or row["deleted_at"] is not None:
+                return None
+            payload = {**views.message(row, job.language, state, attachments.get(row["id"])), "language": job.language}
+            return Announcement.of("message.translated", job.audience_kind, job.audience_id, payload)
+
+        # Rendered and encoded before the unit, which holds the writer: rendering (~8 µs) and encoding (~11 µs)
+        # were ~30 % of the unit's ~67 µs per job.
+        completed = {(j.message_id, j.language): announcement(j, {"status": "completed", "content": j.content})
+                     for j in jobs if j.content is not None}
+
         async def unit(tx: Tx) -> list[sqlite3.Row]:
             now = iso(now_moment)
             # One statement for all results: the unit holds the writer while sends wait.
             finished = [(j.message_id, j.language, j.lease, j.content) for j in jobs if j.content is not None]
-            announcements: list[tuple[str, str, str, dict[str, Any]]] = []
+            announcements: list[Announcement] = []
             stored = await store.complete_many(tx, finished, now) if finished else set()  # type: ignore[arg-type]
             for job in jobs:
                 if job.content is not None:
                     if (job.message_id, job.language) not in stored:
                         continue  # edited or re-leased meanwhile: this result is stale
                     self.stats["completed"] += 1
-                    state = {"status": "completed", "content": job.content}
+                    made = completed[job.message_id, job.language]
                 else:
                     final = job.attempts >= max_attempts  # the claim counted this try
                     later = iso(now_moment + timedelta(seconds=backoff_s(job.attempts, self.rng)))
@@ -336,13 +348,9 @@ class TranslationService:
                     self.stats["failed"] += 1
                     log.warning("translation of %s into %s failed for good: %s", job.message_id, job.language,
                                 job.error)
-                    state = {"status": "failed", "content": None}
-                row = rows.get(job.message_id)
-                if row is None or row["deleted_at"] is not None:
-                    continue
-                payload = {**views.message(row, job.language, state, attachments.get(row["id"])),
-                           "language": job.language}
-                announcements.append(("message.translated", job.audience_kind, job.audience_id, payload))
+                    made = announcement(job, {"status": "failed", "content": None})
+                if made is not None:
+                    announcements.append(made)
             await emit_many(self.ctx, tx, announcements)
             if memory:
                 await store.memory_store(tx, memory, now)

@@ -14,24 +14,30 @@ async def append(tx: Tx, name: str, audience_kind: str, audience_id: str, payloa
     row = await tx.fetch_one(
         "INSERT INTO events (name, audience_kind, audience_id, payload, created_at) VALUES (?, ?, ?, ?, ?)"
         " RETURNING seq",
-        (name, audience_kind, audience_id, json.dumps(payload, separators=(",", ":")), now),
+        (name, audience_kind, audience_id, encode(payload), now),
     )
     assert row is not None
     return int(row[0])
 
 
-async def append_many(tx: Tx, rows: list[tuple[str, str, str, dict[str, Any]]], now: str) -> list[int]:
-    """Append ``(name, audience_kind, audience_id, payload)`` rows in ONE statement; their seqs in order.
+def encode(payload: dict[str, Any]) -> str:
+    """An event payload as the log stores it."""
+    return json.dumps(payload, separators=(",", ":"))
 
-    One statement however many events (the unit holds the writer). Rows of one INSERT take increasing
-    AUTOINCREMENT seqs in VALUES order; RETURNING lists them in no promised order, so they are sorted.
+
+async def append_many(tx: Tx, rows: list[tuple[str, str, str, str]], now: str) -> list[int]:
+    """Append ``(name, audience_kind, audience_id, encoded payload)`` rows in ONE statement; their seqs in order.
+
+    One statement however many events (the unit holds the writer), and the payloads come encoded: the
+    caller encodes them before its unit. Rows of one INSERT take increasing AUTOINCREMENT seqs in
+    VALUES order; RETURNING lists them in no promised order, so they are sorted.
     """
     if not rows:
         return []
     values = ", ".join("(?, ?, ?, ?, ?)" for _ in rows)
     params: list[Any] = []
-    for name, audience_kind, audience_id, payload in rows:
-        params += [name, audience_kind, audience_id, json.dumps(payload, separators=(",", ":")), now]
+    for row in rows:
+        params += [*row, now]
     found = await tx.fetch_all(
         f"INSERT INTO events (name, audience_kind, audience_id, payload, created_at) VALUES {values} RETURNING seq",
         params,
