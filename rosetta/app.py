@@ -14,12 +14,12 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-import tornado.httpserver
 import tornado.netutil
 import tornado.routing
 import tornado.web
 
 import rosetta.handlers
+from rosetta import balance
 from rosetta.clock import Clock
 from rosetta.cluster import Cluster
 from rosetta.config import Config
@@ -157,7 +157,8 @@ class RosettaApp:
         self.jobs.add("files.sweep", config.files.sweep_interval_s, self.files.sweep)
         # A purged temporary room's files: rows soft-deleted in the purge, bytes removed after (issue 8).
         self.rooms.remove_bytes = lambda names: self.ctx.off_loop(self.files.blobs.remove, names)
-        self.server: tornado.httpserver.HTTPServer | None = None
+        self.server: balance.HTTPServer | None = None
+        self.balancer: balance.Balancer | None = None
         self.http: lean.Application | None = None  # the Tornado application, made when the server starts
         self.port: int | None = None
 
@@ -207,13 +208,16 @@ class RosettaApp:
         # The largest body any route accepts; JSON routes enforce their own smaller bound in prepare().
         max_body = int(max(server_cfg.max_body_mb, self.config.files.max_upload_mb) * 1024 * 1024) + 64 * 1024
         self.http = self.make_tornado_app()
-        self.server = tornado.httpserver.HTTPServer(self.http, max_body_size=max_body,
-                                                    idle_connection_timeout=120)
+        self.server = balance.HTTPServer(self.http, max_body_size=max_body, idle_connection_timeout=120)
         sockets = tornado.netutil.bind_sockets(server_cfg.port, server_cfg.host, family=socket.AF_INET
                                                if ":" not in server_cfg.host else socket.AF_UNSPEC,
                                                reuse_port=self.cluster.size > 1)
         self.port = sockets[0].getsockname()[1]
-        self.server.add_sockets(sockets)
+        if self.cluster.handoff is not None:  # several workers evening out their connections
+            self.balancer = balance.Balancer(self.server, self.cluster.handoff)
+            self.balancer.listen(sockets)
+        else:
+            self.server.add_sockets(sockets)
         if self.cluster.peers is not None:
             self.cluster.peers.start()
         self.jobs.start(self.run_jobs, shared=self.cluster.runs_jobs)
@@ -234,6 +238,9 @@ class RosettaApp:
         await self.jobs.stop()
         await self.translation.stop()  # before the database closes: the worker may be mid-round
         await self.hub.close_all()  # WebSockets get 1001 and SSE streams end before the server closes
+        if self.balancer is not None:
+            self.balancer.stop()
+            self.balancer = None
         if self.server is not None:
             self.server.stop()
             await self.server.close_all_connections()

@@ -26,6 +26,7 @@ from typing import Any
 
 import tornado.iostream
 
+from rosetta.balance import Handoff
 from rosetta.store.generations import Generations
 
 log = logging.getLogger("rosetta.cluster")
@@ -117,6 +118,7 @@ class Cluster:
     size: int = 1
     generations: Generations = field(default_factory=Generations)
     peers: Peers | None = None
+    handoff: Handoff | None = None  # with server.balance_connections: connections handed between workers
 
     @property
     def runs_jobs(self) -> bool:
@@ -139,11 +141,11 @@ def peers_for(index: int, pairs: Links) -> Peers:
                  [write_end for (sender, _), (write_end, _) in pairs.items() if sender == index])
 
 
-def cluster_for(index: int, size: int, memory: Any, pairs: Links) -> Cluster:
+def cluster_for(index: int, size: int, memory: Any, pairs: Links, handoff: Handoff | None = None) -> Cluster:
     """In worker ``index`` after the fork: its cluster; every socket end it does not use is closed."""
     for (sender, receiver), (write_end, read_end) in pairs.items():
         if sender != index:
             write_end.close()
         if receiver != index:
             read_end.close()
-    return Cluster(index, size, Generations(size, memory).for_worker(index), peers_for(index, pairs))
+    return Cluster(index, size, Generations(size, memory).for_worker(index), peers_for(index, pairs), handoff)

@@ -45,6 +45,8 @@ class ServerConfig:
     workers: int = field(default=1, metadata=_bounded(1, 64))
     # Several workers, at most one per CPU: each runs on a CPU of its own (rosetta.affinity).
     pin_workers: bool = True
+    # Several workers: one holding more connections than another hands new ones over (rosetta.balance).
+    balance_connections: bool = True
 
     def base_url(self) -> str:
         """The URL people reach the server at; links in mail and join endpoints are built from it."""

@@ -3,7 +3,8 @@
 The parent migrates the database and reconciles the file store before any worker listens (so no
 upload is in flight when orphans are removed), reserves the port, allocates the shared write
 generations and the workers' inboxes, then forks. Each worker is a whole server (rosetta.app) that
-binds the port with SO_REUSEPORT: the kernel spreads connections across them. The parent's own
+binds the port with SO_REUSEPORT: the kernel spreads connections across them, and the workers even
+out what it spread unevenly (``server.balance_connections``, see rosetta.balance). The parent's own
 socket is bound but never listens, so it receives no connections; it keeps the port for the
 server's lifetime. With one worker per core, each worker runs on a CPU of its own
 (``server.pin_workers``, see rosetta.affinity).
@@ -24,6 +25,7 @@ import socket
 from collections.abc import Awaitable, Callable
 
 from rosetta import affinity
+from rosetta.balance import Loads, handoff_for, handoff_links
 from rosetta.cluster import Cluster, cluster_for, links
 from rosetta.config import Config
 from rosetta.store.generations import Generations
@@ -53,6 +55,8 @@ def serve_workers(config: Config, prepare: Callable[[Config], Awaitable[None]],
                                                                     port=reserved.getsockname()[1]))
     memory = Generations.allocate(size)
     pairs = links(size)
+    balancing = config.server.balance_connections
+    loads, handoff_pairs = Loads(size), handoff_links(size) if balancing else {}
     children: dict[int, int] = {}
     cpus = affinity.allowed_cpus()
     for index in range(size):
@@ -61,7 +65,8 @@ def serve_workers(config: Config, prepare: Callable[[Config], Awaitable[None]],
             code = EXIT_FAILED
             try:
                 reserved.close()
-                cluster = cluster_for(index, size, memory, pairs)
+                handoff = handoff_for(index, loads, handoff_pairs) if balancing else None
+                cluster = cluster_for(index, size, memory, pairs, handoff)
                 if config.server.pin_workers and affinity.pin_worker(index, size, cpus) is not None:
                     code = asyncio.run(spread_executor_then(cpus, serve(config, cluster)))
                 else:
@@ -72,7 +77,7 @@ def serve_workers(config: Config, prepare: Callable[[Config], Awaitable[None]],
                 logging.shutdown()
                 os._exit(code)
         children[pid] = index
-    for write_end, read_end in pairs.values():
+    for write_end, read_end in [*pairs.values(), *handoff_pairs.values()]:
         write_end.close()
         read_end.close()
     log.info("Rosetta: %d workers on port %d (pids %s)", size, config.server.port,

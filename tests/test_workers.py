@@ -29,6 +29,7 @@ from rosetta.cluster import Cluster, links, peers_for
 from rosetta.store.generations import Generations
 from tests import support
 from tests.support import Api, Server, register, workspace_with
+from tests.test_balance import KeepAlive
 from tests.test_cli import cli_env
 from tests.test_realtime import Clients, events, frame, post
 from tests.test_realtime_presence import presence_until, quiet
@@ -41,6 +42,26 @@ def linked_clusters(size: int) -> list[Cluster]:
     memory, pairs = Generations.allocate(size), links(size)
     return [Cluster(index, size, Generations(size, memory).for_worker(index), peers_for(index, pairs))
             for index in range(size)]
+
+
+def established(pid: int, port: int) -> int:
+    """How many TCP connections to ``port`` process ``pid`` holds (its sockets in /proc/net/tcp)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
+            count += local_port == port and state == "01" and inode in inodes  # 01: ESTABLISHED
+    return count
 
 
 @pytest.fixture
@@ -206,6 +227,16 @@ async def test_serve_with_two_workers_shares_one_port_and_stops_cleanly(tmp_path
             answered.add(health.code)
         client.close()
         assert answered == {200}
+        # Keep-alive connections stay where they were accepted: however the kernel hashed these 10,
+        # the workers hand connections over until each holds 5 (server.balance_connections).
+        kept = []
+        for _ in range(10):
+            connection = await KeepAlive.open(port)
+            assert await connection.health() == 200
+            kept.append(connection)
+        assert [established(pid, port) for pid in pids] == [5, 5]
+        for connection in kept:
+            await connection.close()
         process.send_signal(signal.SIGTERM)
         rest = (await asyncio.wait_for(process.stderr.read(), 30)).decode()
         assert await asyncio.wait_for(process.wait(), 30) == 0
