@@ -1,9 +1,10 @@
 """Benchmark runner: a fresh real server per section, driven from this (separate) process; one table.
 
-Usage: ``scripts/bench [--only NAME] [--duration S] [--workers N] [--no-pin] [--synchronous
-FULL|NORMAL|EXTRA] [--profile DIR]`` (``--workers``: the servers' ``server.workers``, by default one
-per core, as an operator would set it; ``--no-pin``: ``server.pin_workers = false``, to compare;
-``--profile`` runs a one-worker server under cProfile, ``DIR/<section>.prof``).
+Usage: ``scripts/bench [--only NAME] [--duration S] [--workers N] [--no-pin] [--no-balance]
+[--synchronous FULL|NORMAL|EXTRA] [--profile DIR]`` (``--workers``: the servers' ``server.workers``,
+by default one per core, as an operator would set it; ``--no-pin``: ``server.pin_workers = false``
+and ``--no-balance``: ``server.balance_connections = false``, to compare; ``--profile`` runs a
+one-worker server under cProfile, ``DIR/<section>.prof``).
 
 Writing a section (the interface other sections follow)
 -------------------------------------------------------
@@ -73,16 +74,15 @@ def discover(only: str | None) -> list[tuple[str, ModuleType]]:
     return found
 
 
-def server_env(synchronous: str, workers: int, pin: bool, extra: dict[str, str]) -> dict[str, str]:
+def server_env(settings: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """The server's environment: ``settings`` (``section.key`` -> value) as ROSETTA_* variables, then ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSETTA_")}
+    env.update({"ROSETTA_" + name.replace(".", "_").upper(): value for name, value in settings.items()})
     env.update({
-        "ROSETTA_SERVER_WORKERS": str(workers),
-        "ROSETTA_SERVER_PIN_WORKERS": "true" if pin else "false",
         "ROSETTA_LIMITS_API_PER_MINUTE": "0",
         "ROSETTA_LIMITS_REGISTER_PER_MINUTE": "0",
         "ROSETTA_LIMITS_LOGIN_PER_MINUTE": "0",
         "ROSETTA_AUTH_BCRYPT_ROUNDS": "4",
-        "ROSETTA_STORAGE_SYNCHRONOUS": synchronous,
         "PYTHONPATH": str(ROOT),
     })
     env.update(extra)
@@ -109,8 +109,7 @@ async def wait_healthy(base_url: str, process: asyncio.subprocess.Process) -> No
     raise RuntimeError(f"the server did not answer /api/v1/health within {START_TIMEOUT_S} s")
 
 
-async def run_section(name: str, module: ModuleType, synchronous: str, workers: int, pin: bool,
-                      profile: Path | None) -> list[Row]:
+async def run_section(name: str, module: ModuleType, settings: dict[str, str], profile: Path | None) -> list[Row]:
     from benchlib import machine_ticks, stolen_share
 
     with tempfile.TemporaryDirectory(prefix=f"rosetta-bench-{name}-") as scratch:
@@ -122,7 +121,7 @@ async def run_section(name: str, module: ModuleType, synchronous: str, workers: 
             profiler = ["-m", "cProfile", "-o", str(profile / f"{name}.prof")] if profile else []
             process = await asyncio.create_subprocess_exec(
                 sys.executable, *profiler, "-m", "rosetta", "serve", "--port", str(port),
-                "--data-dir", str(tmp / "data"), cwd=tmp, env=server_env(synchronous, workers, pin, extra),
+                "--data-dir", str(tmp / "data"), cwd=tmp, env=server_env(settings, extra),
                 stdout=log, stderr=log,
             )
             base_url = f"http://127.0.0.1:{port}"
@@ -158,12 +157,11 @@ async def run_section(name: str, module: ModuleType, synchronous: str, workers: 
     return rows
 
 
-def table(results: list[tuple[str, list[Row]]], synchronous: str, duration: float, workers: int,
-          pin: bool) -> str:
+def table(results: list[tuple[str, list[Row]]], settings: dict[str, str], duration: float) -> str:
     lines = [
-        f"Rosetta benchmark — {os.cpu_count()} cores, server.workers = {workers}, "
-        f"server.pin_workers = {'true' if pin else 'false'}, storage.synchronous = {synchronous}, "
-        f"{duration:g} s per measured phase, Python {sys.version.split()[0]}",
+        f"Rosetta benchmark — {os.cpu_count()} cores, "
+        + ", ".join(f"{name} = {value}" for name, value in settings.items())
+        + f", {duration:g} s per measured phase, Python {sys.version.split()[0]}",
         "",
         "| section | metric | measured | target |",
         "|---|---|---|---|",
@@ -184,6 +182,8 @@ async def main() -> None:
                         help="server.workers of the servers (default: one per core)")
     parser.add_argument("--no-pin", dest="pin", action="store_false",
                         help="server.pin_workers = false: workers float over the CPUs (default: pinned)")
+    parser.add_argument("--no-balance", dest="balance", action="store_false",
+                        help="server.balance_connections = false: the kernel's spread stands (default: evened out)")
     parser.add_argument("--profile", type=Path, help="run the servers under cProfile, writing DIR/<section>.prof")
     args = parser.parse_args()
     if args.profile:
@@ -192,12 +192,18 @@ async def main() -> None:
         args.profile = args.profile.resolve()
         args.profile.mkdir(parents=True, exist_ok=True)
     os.environ["BENCH_DURATION_S"] = str(args.duration)
+    settings = {
+        "server.workers": str(args.workers),
+        "server.pin_workers": "true" if args.pin else "false",
+        "server.balance_connections": "true" if args.balance else "false",
+        "storage.synchronous": args.synchronous,
+    }
     results = []
     for name, module in discover(args.only):
         print(f"bench: {name} …", file=sys.stderr, flush=True)
-        rows = await run_section(name, module, args.synchronous, args.workers, args.pin, args.profile)
+        rows = await run_section(name, module, settings, args.profile)
         results.append((getattr(module, "TITLE", name), rows))
-    print(table(results, args.synchronous, args.duration, args.workers, args.pin))
+    print(table(results, settings, args.duration))
 
 
 if __name__ == "__main__":
