@@ -43,6 +43,26 @@ async def test_concurrent_units_share_one_commit_and_a_failing_one_rolls_back_al
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_a_batch_takes_at_most_one_background_unit_and_sends_go_with_the_first(db):
+    committed_with: dict[int, int] = {}  # x -> the commit count its unit saw on the writer's thread
+
+    def noting(x: int):
+        async def unit(tx: Tx) -> None:
+            committed_with[x] = db.commits
+            await tx.execute("INSERT INTO t VALUES (?)", (x,))
+        return unit
+
+    commits = db.commits
+    # Queued in one loop turn: background 1, 2, 3 (say a translation round's chunks), then two sends.
+    await asyncio.gather(*(db.write(noting(x), background=True) for x in (1, 2, 3)),
+                         db.write(noting(10)), db.write(noting(11)))
+    assert await values(db) == [1, 2, 3, 10, 11]
+    assert db.commits == commits + 3
+    # The sends did not wait behind all three: they shared the first commit, with background 1.
+    assert committed_with == {1: commits, 10: commits, 11: commits, 2: commits + 1, 3: commits + 2}
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_a_unit_that_awaits_anything_else_fails_and_writes_nothing(db):
     async def sleepy(tx: Tx) -> None:
         await tx.execute("INSERT INTO t VALUES (7)")

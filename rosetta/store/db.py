@@ -229,6 +229,10 @@ def connect_reader(path: Path) -> sqlite3.Connection:
     return raw
 
 
+# A unit waiting for the writer: (unit, its caller's future, background).
+Queued = tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any], bool]
+
+
 class Database:
     def __init__(self, path: Path, synchronous: str = "FULL", readers: int = 2,
                  group_commit_max: int = 128, generations: Generations | None = None,
@@ -241,7 +245,7 @@ class Database:
         self._readers: list[Reader] = []
         self._next_reader = 0
         self._writer_thread: int | None = None  # aiosqlite's thread, known from its first batch
-        self._queue: deque[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]] = deque()
+        self._queue: deque[Queued] = deque()
         self._drain_task: asyncio.Task[None] | None = None
         self.commits = 0  # counters the benchmark prints: units per commit shows group commit working
         self.units = 0
@@ -326,39 +330,60 @@ class Database:
     def _committed(self, tx: Tx | None) -> None:
         self.generations.bump(tx.scopes if tx is not None else None)
 
-    async def write(self, unit: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run ``unit(tx)`` in a write transaction; return its result once the COMMIT is durable."""
+    async def write(self, unit: Callable[[Tx], Awaitable[T]], *, background: bool = False) -> T:
+        """Run ``unit(tx)`` in a write transaction; return its result once the COMMIT is durable.
+
+        ``background``: work no person is waiting on (the translation worker's results). A batch
+        takes at most one background unit, so a send queued behind several waits for one of them,
+        not for all: their callers split their work into short units and queue them together.
+        """
         if self._writer is None:  # e.g. a job still finishing while the app stops: refuse, don't crash
             raise RuntimeError("the database is closed")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append((unit, future))
+        self._queue.append((unit, future, background))
         if self._drain_task is None or self._drain_task.done():
             self._drain_task = asyncio.create_task(self._drain())
         return await future
 
+    def _next_batch(self) -> list[Queued]:
+        """The queued units in order, up to group_commit_max, with no more than one background unit."""
+        batch: list[Queued] = []
+        skipped: list[Queued] = []
+        has_background = False
+        while self._queue and len(batch) < self.group_commit_max:
+            queued = self._queue.popleft()
+            if queued[2]:
+                if has_background:
+                    skipped.append(queued)
+                    continue
+                has_background = True
+            batch.append(queued)
+        self._queue.extendleft(reversed(skipped))  # they go first next time, in their order
+        return batch
+
     async def _drain(self) -> None:
         while self._queue:
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.group_commit_max))]
+            batch = self._next_batch()
             try:
                 await self._run_batch(batch)
             except Exception as exc:  # the batch as a whole failed (COMMIT, disk full): fail every caller
                 self._committed(None)  # whatever it did or did not leave behind, cached reads start over
                 log.exception("write batch of %d failed", len(batch))
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
 
-    async def _run_batch(self, batch: list[tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]]) -> None:
+    async def _run_batch(self, batch: list[Queued]) -> None:
         """Commit a batch in ONE hop to the writer's thread, then answer its callers on the loop."""
         assert self._writer is not None, "database is not open"
-        units = [unit for unit, _ in batch]
+        units = [unit for unit, _, _ in batch]
         # aiosqlite runs any function on its connection's thread through _execute; its public calls
         # are one statement each, and a hop per statement is what this module exists to avoid.
         began = time.perf_counter()
         outcomes = await self._writer._execute(self._commit_on_writer, units)
         self.longest_batch_s = max(self.longest_batch_s, time.perf_counter() - began)
         if isinstance(outcomes, BaseException):  # a lone unit failed: its error is its caller's answer
-            _, future = batch[0]
+            _, future, _ = batch[0]
             if not future.done():
                 future.set_exception(outcomes)
             return
@@ -368,7 +393,7 @@ class Database:
         # fan-out) run before the callers resume. Measured the other way round (3 runs each, 1,000
         # sockets): senders were answered faster (p50 10-12 against 18-23 ms) but the frames left
         # later (p50 21-27 against 13-20 ms), and delivery is what realtime clients wait for.
-        for (_, future), (tx, result, error) in zip(batch, outcomes, strict=True):
+        for (_, future, _), (tx, result, error) in zip(batch, outcomes, strict=True):
             if error is None:
                 for callback in tx.after_commit:
                     try:
