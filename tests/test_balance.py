@@ -15,12 +15,9 @@ from pathlib import Path
 import pytest
 from tornado.ioloop import IOLoop
 
-from rosetta.balance import Loads, handoff_ends, handoff_links
-from rosetta.cli import prepare_workers
+from rosetta.balance import Loads
 from rosetta.clock import ManualClock
-from rosetta.cluster import Cluster, links, peers_for
-from rosetta.store.generations import Generations
-from tests import support
+from tests.cluster_support import KeepAlive, two_workers
 from tests.support import Server
 
 
@@ -42,46 +39,9 @@ def test_a_connection_on_its_way_counts_for_its_receiver():
     assert second.lighter_worker() == 0 and first.lighter_worker() is None
 
 
-def balanced_clusters(size: int) -> list[Cluster]:
-    memory, pairs, loads, handoff = Generations.allocate(size), links(size), Loads(size), handoff_links(size)
-    return [Cluster(index, size, Generations(size, memory).for_worker(index), peers_for(index, pairs),
-                    handoff_ends(index, loads, handoff))
-            for index in range(size)]
-
-
 @pytest.fixture
 def workers(io_loop: IOLoop, tmp_path: Path, clock: ManualClock) -> Iterator[tuple[Server, Server]]:
-    config = support.test_config(tmp_path / "data")
-    io_loop.run_sync(lambda: prepare_workers(config))
-    first, second = (Server(config, clock, cluster) for cluster in balanced_clusters(2))
-    io_loop.run_sync(first.start)
-    io_loop.run_sync(second.start)
-    yield first, second
-    io_loop.run_sync(second.stop)
-    io_loop.run_sync(first.stop)
-
-
-class KeepAlive:
-    """One raw HTTP/1.1 keep-alive connection: several requests over the same socket."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, port: int) -> KeepAlive:
-        return cls(*await asyncio.open_connection("127.0.0.1", port))
-
-    async def health(self) -> int:
-        self.writer.write(b"GET /api/v1/health HTTP/1.1\r\nHost: rosetta.test\r\n\r\n")
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
-        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length:"))
-        await self.reader.readexactly(length)
-        return int(head.split(b" ")[1])
-
-    async def close(self) -> None:
-        self.writer.close()
-        await self.writer.wait_closed()
+    yield from two_workers(io_loop, tmp_path, clock, balanced=True)
 
 
 def balancers(workers):

@@ -23,25 +23,14 @@ from tornado.httpclient import AsyncHTTPClient
 from tornado.ioloop import IOLoop
 
 from rosetta import affinity
-from rosetta.cli import prepare_workers
 from rosetta.clock import ManualClock
-from rosetta.cluster import Cluster, links, peers_for
-from rosetta.store.generations import Generations
-from tests import support
+from tests.cluster_support import KeepAlive, two_workers
 from tests.support import Api, Server, register, workspace_with
-from tests.test_balance import KeepAlive
 from tests.test_cli import cli_env
 from tests.test_realtime import Clients, events, frame, post
 from tests.test_realtime_presence import presence_until, quiet
 
 T = TypeVar("T")
-
-
-def linked_clusters(size: int) -> list[Cluster]:
-    """The clusters ``rosetta.workers`` hands its forked workers, for workers living in one process."""
-    memory, pairs = Generations.allocate(size), links(size)
-    return [Cluster(index, size, Generations(size, memory).for_worker(index), peers_for(index, pairs))
-            for index in range(size)]
 
 
 def established(pid: int, port: int) -> int:
@@ -66,14 +55,7 @@ def established(pid: int, port: int) -> int:
 
 @pytest.fixture
 def workers(io_loop: IOLoop, tmp_path: Path, clock: ManualClock) -> Iterator[tuple[Server, Server]]:
-    config = support.test_config(tmp_path / "data", limits={"login_per_minute": 4})
-    io_loop.run_sync(lambda: prepare_workers(config))
-    first, second = (Server(config, clock, cluster) for cluster in linked_clusters(2))
-    io_loop.run_sync(first.start)
-    io_loop.run_sync(second.start)
-    yield first, second
-    io_loop.run_sync(second.stop)
-    io_loop.run_sync(first.stop)
+    yield from two_workers(io_loop, tmp_path, clock, limits={"login_per_minute": 4})
 
 
 def one_per_worker(make: Callable[[Server], T], workers: tuple[Server, Server]) -> Iterator[tuple[T, T]]:
