@@ -23,6 +23,7 @@ does. The rate limit is counted last, so a handed-on request is counted once.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,8 @@ from rosetta.handlers.base import (
     refusal,
 )
 from rosetta.services.auth import Principal
+
+log = logging.getLogger("rosetta.http")
 
 if TYPE_CHECKING:
     from rosetta.app import RosettaApp
@@ -98,17 +101,15 @@ class LeanStats:
 class LeanGet(tornado.httputil.HTTPMessageDelegate):
     """One plain GET: answered from the route's read, or handed to the route's normal handler."""
 
-    def __init__(self, app: RosettaApp, request: tornado.httputil.HTTPServerRequest, route: type[BaseHandler],
-                 lean: LeanRead, path_args: list[bytes], normal: tornado.httputil.HTTPMessageDelegate,
-                 stats: LeanStats, running: set[asyncio.Task[None]]) -> None:
-        self.app = app
+    def __init__(self, owner: Application, request: tornado.httputil.HTTPServerRequest, route: type[BaseHandler],
+                 lean: LeanRead, path_args: list[bytes], normal: tornado.httputil.HTTPMessageDelegate) -> None:
+        self.owner = owner
+        self.app = owner.rosetta
         self.request = request
         self.route = route
         self.lean = lean
         self.path_args = path_args
         self.normal = normal
-        self.stats = stats
-        self.running = running
         self.closed = False
         self.start_line: Any = None
         self.headers: tornado.httputil.HTTPHeaders | None = None
@@ -122,8 +123,8 @@ class LeanGet(tornado.httputil.HTTPMessageDelegate):
     def finish(self) -> None:
         self.request.connection.set_close_callback(self.on_connection_close)  # type: ignore[attr-defined]
         task = asyncio.ensure_future(self.answer())
-        self.running.add(task)  # the loop holds tasks weakly
-        task.add_done_callback(self.running.discard)
+        self.owner.running.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self.owner.running.discard)
 
     def on_connection_close(self) -> None:
         self.closed = True
@@ -135,12 +136,16 @@ class LeanGet(tornado.httputil.HTTPMessageDelegate):
             answer = None
         if self.closed:
             return
-        if answer is None:
-            self.stats.handed_on += 1
-            self.hand_on()
-        else:
-            self.stats.answered += 1
-            self.write(*answer)
+        try:
+            if answer is None:
+                self.owner.lean_stats.handed_on += 1
+                self.hand_on()
+            else:
+                self.owner.lean_stats.answered += 1
+                self.write(*answer)
+        except Exception:  # not expected: the client gets a closed connection, never a trace
+            log.exception("answering %s failed", self.request.path)
+            self.request.connection.close()  # type: ignore[union-attr]
 
     async def read(self) -> tuple[bytes, str, dict[str, str]] | None:
         """The 200 answer (body, ETag, rate-limit headers), or None when the normal handler must answer."""
@@ -164,7 +169,7 @@ class LeanGet(tornado.httputil.HTTPMessageDelegate):
     def write(self, body: bytes, etag: str, extra: dict[str, str]) -> None:
         headers = tornado.httputil.HTTPHeaders()
         headers["Server"] = SERVER
-        headers["Date"] = http_date(time.time())
+        headers["Date"] = self.owner.date_header()
         for name, value in DEFAULT_HEADERS:
             headers[name] = value
         for name, value in cors_headers(self.app.config.server.cors_origins, self.request):
@@ -181,19 +186,6 @@ class LeanGet(tornado.httputil.HTTPMessageDelegate):
         self.app.log_access(200, summary, 1000.0 * self.request.request_time())
 
 
-_DATES: dict[int, str] = {}
-
-
-def http_date(now: float) -> str:
-    """The Date header for ``now``, formatted once per second (formatting cost ~16 µs a request)."""
-    second = int(now)
-    formatted = _DATES.get(second)
-    if formatted is None:
-        _DATES.clear()
-        formatted = _DATES[second] = tornado.httputil.format_timestamp(second)
-    return formatted
-
-
 class Application(tornado.web.Application):
     """Tornado's Application, with plain GETs of routes that offer a ``lean_get`` taken by ``LeanGet``."""
 
@@ -201,7 +193,15 @@ class Application(tornado.web.Application):
         super().__init__(*args, **kwargs)
         self.rosetta = app
         self.lean_stats = LeanStats()
-        self._running: set[asyncio.Task[None]] = set()
+        self.running: set[asyncio.Task[None]] = set()
+        self._date: tuple[int, str] = (0, "")
+
+    def date_header(self) -> str:
+        """The Date header for now, formatted once per second (formatting cost ~16 µs a request)."""
+        second = int(time.time())
+        if self._date[0] != second:
+            self._date = (second, tornado.httputil.format_timestamp(second))
+        return self._date[1]
 
     def get_handler_delegate(self, request: tornado.httputil.HTTPServerRequest,
                              target_class: type[tornado.web.RequestHandler],
@@ -212,5 +212,4 @@ class Application(tornado.web.Application):
         if (lean is None or path_kwargs or not issubclass(target_class, BaseHandler)
                 or not isinstance(target_class.ability, str) or not is_plain(request, lean)):
             return normal  # (an ability that depends on the request is a property: only a handler knows it)
-        return LeanGet(self.rosetta, request, target_class, lean, path_args or [], normal, self.lean_stats,
-                       self._running)
+        return LeanGet(self, request, target_class, lean, path_args or [], normal)
