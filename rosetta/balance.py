@@ -39,6 +39,8 @@ import tornado.httpserver
 import tornado.iostream
 import tornado.netutil
 
+from rosetta.cluster import Links, close_unused, links
+
 log = logging.getLogger("rosetta.balance")
 
 _WORD = 8
@@ -84,6 +86,14 @@ class Loads:
     def received_from(self, sender: int) -> None:
         self._words[self._received(self.index, sender)] += 1
 
+    def passed(self) -> int:
+        """Connections this worker has handed to the others so far."""
+        return sum(self._words[self._passed(self.index, other)] for other in range(self.size) if other != self.index)
+
+    def received(self) -> int:
+        """Connections this worker has taken from the others so far."""
+        return sum(self._words[self._received(self.index, other)] for other in range(self.size) if other != self.index)
+
     def load(self, worker: int) -> int:
         """``worker``'s open connections plus those other workers passed it that it has not taken yet."""
         words = self._words
@@ -103,13 +113,9 @@ class Loads:
         return lightest
 
 
-Pairs = dict[tuple[int, int], tuple[socket.socket, socket.socket]]
-
-
-def handoff_links(size: int) -> Pairs:
+def handoff_links(size: int) -> Links:
     """A datagram socket pair per (sender, receiver) of ``size`` workers, made before forking."""
-    return {(sender, receiver): socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-            for sender in range(size) for receiver in range(size) if sender != receiver}
+    return links(size, socket.SOCK_DGRAM)
 
 
 @dataclass
@@ -121,17 +127,13 @@ class Handoff:
     inboxes: dict[int, socket.socket]  # sender -> this worker's receiving end
 
 
-def handoff_for(index: int, loads: Loads, pairs: Pairs) -> Handoff:
+def handoff_for(index: int, loads: Loads, pairs: Links) -> Handoff:
     """In worker ``index`` after the fork: its ends of the links; every end it does not use is closed."""
-    for (sender, receiver), (send_end, receive_end) in pairs.items():
-        if sender != index:
-            send_end.close()
-        if receiver != index:
-            receive_end.close()
+    close_unused(index, pairs)
     return handoff_ends(index, loads, pairs)
 
 
-def handoff_ends(index: int, loads: Loads, pairs: Pairs) -> Handoff:
+def handoff_ends(index: int, loads: Loads, pairs: Links) -> Handoff:
     """Worker ``index``'s ends of the links (tests run several workers in one process with these)."""
     outboxes = {receiver: send_end for (sender, receiver), (send_end, _) in pairs.items() if sender == index}
     inboxes = {sender: receive_end for (sender, receiver), (_, receive_end) in pairs.items() if receiver == index}
@@ -164,8 +166,6 @@ class Balancer:
         self.handoff = handoff
         self.loads = handoff.loads
         server.loads = handoff.loads
-        self.passed = 0  # connections this worker handed to another (tests and logs read it)
-        self.received = 0
         self._stop_accepting: list[Callable[[], None]] = []
         self._sockets: list[socket.socket] = []
 
@@ -204,7 +204,6 @@ class Balancer:
         except OSError:  # full (the other worker is busy) or gone (stopping): serve it here
             return False
         self.loads.passed_to(target)
-        self.passed += 1
         connection.close()  # the other worker holds its own descriptor of the same connection now
         return True
 
@@ -227,7 +226,6 @@ class Balancer:
                 address = ("", 0)  # never written by us: keep the connection, without a peer address
             self._serve(connection, address)
             self.loads.received_from(sender)  # after _serve counted it: never briefly under-counted
-            self.received += 1
 
     def _serve(self, connection: socket.socket, address: Any) -> None:
         """What TCPServer does with an accepted socket (no TLS here: a proxy in front terminates it)."""

@@ -22,12 +22,14 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.iostream
 
-from rosetta.balance import Handoff
 from rosetta.store.generations import Generations
+
+if TYPE_CHECKING:
+    from rosetta.balance import Handoff
 
 log = logging.getLogger("rosetta.cluster")
 
@@ -129,10 +131,20 @@ class Cluster:
 Links = dict[tuple[int, int], tuple[socket.socket, socket.socket]]
 
 
-def links(size: int) -> Links:
-    """A stream socket pair per (sender, receiver) of ``size`` workers, made before forking."""
-    return {(sender, receiver): socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+def links(size: int, kind: int = socket.SOCK_STREAM) -> Links:
+    """A socket pair (``kind``: stream or datagram) per (sender, receiver) of ``size`` workers, made
+    before forking: the first end is the sender's, the second the receiver's."""
+    return {(sender, receiver): socket.socketpair(socket.AF_UNIX, kind)
             for sender in range(size) for receiver in range(size) if sender != receiver}
+
+
+def close_unused(index: int, pairs: Links) -> None:
+    """In worker ``index`` after the fork: close every end of ``pairs`` that is not its own."""
+    for (sender, receiver), (send_end, receive_end) in pairs.items():
+        if sender != index:
+            send_end.close()
+        if receiver != index:
+            receive_end.close()
 
 
 def peers_for(index: int, pairs: Links) -> Peers:
@@ -143,9 +155,5 @@ def peers_for(index: int, pairs: Links) -> Peers:
 
 def cluster_for(index: int, size: int, memory: Any, pairs: Links, handoff: Handoff | None = None) -> Cluster:
     """In worker ``index`` after the fork: its cluster; every socket end it does not use is closed."""
-    for (sender, receiver), (write_end, read_end) in pairs.items():
-        if sender != index:
-            write_end.close()
-        if receiver != index:
-            read_end.close()
+    close_unused(index, pairs)
     return Cluster(index, size, Generations(size, memory).for_worker(index), peers_for(index, pairs), handoff)
