@@ -20,7 +20,8 @@ import sqlite3
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from rosetta.clock import iso
@@ -312,54 +313,8 @@ class TranslationService:
         ids = list({j.message_id for j in jobs if j.content is not None or j.error is not None})
         rows = {row["id"]: row for row in await message_store.by_ids(self.ctx.db.reader, ids)}
         attachments = await self.messages.attachments.for_messages(self.ctx.db.reader, list(rows.values()))
-        max_attempts = self.config.max_attempts
-        now_moment = self.ctx.clock.now()
-
-        def announcement(job: Work, state: dict[str, Any]) -> Announcement | None:
-            row = rows.get(job.message_id)
-            if row is None or row["deleted_at"] is not None:
-                return None
-            payload = {**views.message(row, job.language, state, attachments.get(row["id"])), "language": job.language}
-            return Announcement.of("message.translated", job.audience_kind, job.audience_id, payload)
-
-        def unit_for(chunk: list[Work], completed: dict[tuple[str, str], Announcement | None],
-                     remember: list[tuple[str, str, str, str, str]],
-                     claim: bool) -> Callable[[Tx], Awaitable[list[sqlite3.Row]]]:
-            async def unit(tx: Tx) -> list[sqlite3.Row]:
-                now = iso(now_moment)
-                # One statement for all results: the unit holds the writer while sends wait.
-                finished = [(j.message_id, j.language, j.lease, j.content) for j in chunk if j.content is not None]
-                announcements: list[Announcement] = []
-                stored = await store.complete_many(tx, finished, now) if finished else set()  # type: ignore[arg-type]
-                for job in chunk:
-                    if job.content is not None:
-                        if (job.message_id, job.language) not in stored:
-                            continue  # edited or re-leased meanwhile: this result is stale
-                        self.stats["completed"] += 1
-                        made = completed[job.message_id, job.language]
-                    else:
-                        final = job.attempts >= max_attempts  # the claim counted this try
-                        later = iso(now_moment + timedelta(seconds=backoff_s(job.attempts, self.rng)))
-                        if not await store.retry_or_fail(tx, job.message_id, job.language, job.lease,
-                                                         job.error or "no result", final=final,
-                                                         next_attempt_at=later, now=now):
-                            continue
-                        if not final:
-                            self.stats["retried"] += 1
-                            continue
-                        self.stats["failed"] += 1
-                        log.warning("translation of %s into %s failed for good: %s", job.message_id, job.language,
-                                    job.error)
-                        made = announcement(job, {"status": "failed", "content": None})
-                    if made is not None:
-                        announcements.append(made)
-                await emit_many(self.ctx, tx, announcements)
-                if remember:
-                    await store.memory_store(tx, remember, now)
-                return await self._claim(tx) if claim else []
-
-            return unit
-
+        announce = partial(self._announcement, rows, attachments)
+        now = self.ctx.clock.now()
         chunks = [jobs[start:start + FINISH_CHUNK] for start in range(0, len(jobs), FINISH_CHUNK)] or [[]]
         last = len(chunks) - 1
         writes: list[asyncio.Future[list[sqlite3.Row]]] = []
@@ -368,12 +323,66 @@ class TranslationService:
                 await asyncio.sleep(0)  # the loop serves sends between chunks (~0.6 ms of rendering each)
             # Rendered and encoded before the unit, which holds the writer: rendering (~8 µs) and encoding
             # (~11 µs) were ~30 % of a unit's ~67 µs per job.
-            completed = {(j.message_id, j.language): announcement(j, {"status": "completed", "content": j.content})
+            completed = {(j.message_id, j.language): announce(j, {"status": "completed", "content": j.content})
                          for j in chunk if j.content is not None}
-            unit = unit_for(chunk, completed, memory if number == 0 else [], claim_next and number == last)
+            unit = self._finish_unit(chunk, completed, announce, memory if number == 0 else [],
+                                     claim_next and number == last, now)
             writes.append(asyncio.ensure_future(self.ctx.db.write(unit, background=True)))  # queued now
         claimed = await asyncio.gather(*writes)
         return claimed[last]
+
+    @staticmethod
+    def _announcement(rows: Mapping[str, sqlite3.Row], attachments: Mapping[str, list[dict[str, Any]]], job: Work,
+                      state: dict[str, Any]) -> Announcement | None:
+        """The ``message.translated`` event of ``job`` in ``state``; None when its message is gone."""
+        row = rows.get(job.message_id)
+        if row is None or row["deleted_at"] is not None:
+            return None
+        payload = {**views.message(row, job.language, state, attachments.get(row["id"])), "language": job.language}
+        return Announcement.of("message.translated", job.audience_kind, job.audience_id, payload)
+
+    def _finish_unit(self, chunk: list[Work], completed: Mapping[tuple[str, str], Announcement | None],
+                     announce: Callable[[Work, dict[str, Any]], Announcement | None],
+                     memory: list[tuple[str, str, str, str, str]], claim: bool,
+                     moment: datetime) -> Callable[[Tx], Awaitable[list[sqlite3.Row]]]:
+        """The write unit that stores ``chunk``'s results (announced as ``completed`` says), ``memory``,
+        and claims the next round's jobs when ``claim``."""
+        max_attempts = self.config.max_attempts
+
+        async def unit(tx: Tx) -> list[sqlite3.Row]:
+            now = iso(moment)
+            # One statement for all results: the unit holds the writer while sends wait.
+            finished = [(j.message_id, j.language, j.lease, j.content) for j in chunk if j.content is not None]
+            announcements: list[Announcement] = []
+            stored = await store.complete_many(tx, finished, now) if finished else set()  # type: ignore[arg-type]
+            for job in chunk:
+                if job.content is not None:
+                    if (job.message_id, job.language) not in stored:
+                        continue  # edited or re-leased meanwhile: this result is stale
+                    self.stats["completed"] += 1
+                    made = completed[job.message_id, job.language]
+                else:
+                    final = job.attempts >= max_attempts  # the claim counted this try
+                    later = iso(moment + timedelta(seconds=backoff_s(job.attempts, self.rng)))
+                    if not await store.retry_or_fail(tx, job.message_id, job.language, job.lease,
+                                                     job.error or "no result", final=final,
+                                                     next_attempt_at=later, now=now):
+                        continue
+                    if not final:
+                        self.stats["retried"] += 1
+                        continue
+                    self.stats["failed"] += 1
+                    log.warning("translation of %s into %s failed for good: %s", job.message_id, job.language,
+                                job.error)
+                    made = announce(job, {"status": "failed", "content": None})
+                if made is not None:
+                    announcements.append(made)
+            await emit_many(self.ctx, tx, announcements)
+            if memory:
+                await store.memory_store(tx, memory, now)
+            return await self._claim(tx) if claim else []
+
+        return unit
 
     # On demand ---------------------------------------------------------------------------------------
 

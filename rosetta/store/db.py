@@ -335,7 +335,8 @@ class Database:
 
         ``background``: work no person is waiting on (the translation worker's results). A batch
         takes at most one background unit, so a send queued behind several waits for one of them,
-        not for all: their callers split their work into short units and queue them together.
+        not for all: their callers split their work into short units and queue each without waiting
+        for the one before.
         """
         if self._writer is None:  # e.g. a job still finishing while the app stops: refuse, don't crash
             raise RuntimeError("the database is closed")
