@@ -23,6 +23,7 @@ from rosetta import balance
 from rosetta.clock import Clock
 from rosetta.cluster import Cluster
 from rosetta.config import Config
+from rosetta.fastlane import FastLane
 from rosetta.handlers import lean
 from rosetta.handlers.auth_web import session_resolver
 from rosetta.handlers.base import NotFoundHandler
@@ -64,6 +65,7 @@ log = logging.getLogger("rosetta")
 access_log = logging.getLogger("tornado.access")
 SLOW_REQUEST_MS = 1000.0  # logged even when server.access_log = "errors"
 API_PREFIX = "/api/v1"
+IDLE_TIMEOUT_S = 120.0  # a keep-alive connection waiting this long for its next request is closed
 CHECKPOINT_EVERY_S = 1.0  # the WAL stays at about a second of writes (the core bench: ~1,000 sends)
 MAIL_POLL_S = 5.0  # outbox poll: a code or link reaches the relay within ~5 s of the request
 WEBHOOK_POLL_S = 2.0  # outgoing webhook outbox poll: receivers hear of an event within ~2 s
@@ -159,6 +161,7 @@ class RosettaApp:
         self.rooms.remove_bytes = lambda names: self.ctx.off_loop(self.files.blobs.remove, names)
         self.server: balance.HTTPServer | None = None
         self.balancer: balance.Balancer | None = None
+        self.fast_lane: FastLane | None = None
         self.http: lean.Application | None = None  # the Tornado application, made when the server starts
         self.port: int | None = None
 
@@ -181,8 +184,8 @@ class RosettaApp:
             log_function=self.log_request,
         )
         # One dict lookup on the first path segment instead of trying every route's regex in turn.
-        application.wildcard_router.add_rules(
-            [(tornado.routing.AnyMatches(), SegmentRouter(application, API_PREFIX, handlers))])
+        application.segments = SegmentRouter(application, API_PREFIX, handlers)
+        application.wildcard_router.add_rules([(tornado.routing.AnyMatches(), application.segments)])
         return application
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
@@ -208,7 +211,10 @@ class RosettaApp:
         # The largest body any route accepts; JSON routes enforce their own smaller bound in prepare().
         max_body = int(max(server_cfg.max_body_mb, self.config.files.max_upload_mb) * 1024 * 1024) + 64 * 1024
         self.http = self.make_tornado_app()
-        self.server = balance.HTTPServer(self.http, max_body_size=max_body, idle_connection_timeout=120)
+        self.server = balance.HTTPServer(self.http, max_body_size=max_body, idle_connection_timeout=IDLE_TIMEOUT_S)
+        if server_cfg.fast_lane:
+            self.fast_lane = FastLane(self.http, self.server.serve_http, self.server.lane_closed, IDLE_TIMEOUT_S)
+            self.server.fast_lane = self.fast_lane
         sockets = tornado.netutil.bind_sockets(server_cfg.port, server_cfg.host, family=socket.AF_INET
                                                if ":" not in server_cfg.host else socket.AF_UNSPEC,
                                                reuse_port=self.cluster.size > 1)
@@ -243,6 +249,9 @@ class RosettaApp:
             self.balancer = None
         if self.server is not None:
             self.server.stop()
+            if self.fast_lane is not None:
+                self.fast_lane.close_all()
+                self.fast_lane = None
             await self.server.close_all_connections()
             self.server = None
         await self.db.close()

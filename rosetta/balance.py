@@ -33,13 +33,16 @@ import mmap
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tornado.httpserver
 import tornado.iostream
 import tornado.netutil
 
 from rosetta.cluster import Links, close_unused, links
+
+if TYPE_CHECKING:
+    from rosetta.fastlane import FastLane
 
 log = logging.getLogger("rosetta.balance")
 
@@ -143,14 +146,28 @@ def handoff_ends(index: int, loads: Loads, pairs: Links) -> Handoff:
 
 
 class HTTPServer(tornado.httpserver.HTTPServer):
-    """Tornado's HTTPServer, counting its open connections in ``loads`` when there is one."""
+    """Tornado's HTTPServer, counting its open connections in ``loads`` when there is one, and giving
+    new connections to the fast lane first when there is one (it hands them back via ``serve_http``)."""
 
     loads: Loads | None = None
+    fast_lane: FastLane | None = None
 
     def handle_stream(self, stream: tornado.iostream.IOStream, address: Any) -> None:
         if self.loads is not None:
             self.loads.opened()
+        if self.fast_lane is not None:
+            self.fast_lane.take(stream, address)
+        else:
+            super().handle_stream(stream, address)
+
+    def serve_http(self, stream: tornado.iostream.IOStream, address: Any) -> None:
+        """Tornado's HTTP/1 from here on: for a connection the fast lane hands over (already counted)."""
         super().handle_stream(stream, address)
+
+    def lane_closed(self) -> None:
+        """A connection the fast lane held, never handed over, has ended."""
+        if self.loads is not None:
+            self.loads.closed()
 
     def on_close(self, server_conn: object) -> None:
         if self.loads is not None:

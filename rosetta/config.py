@@ -47,6 +47,8 @@ class ServerConfig:
     pin_workers: bool = True
     # Several workers: one holding more connections than another hands new ones over (rosetta.balance).
     balance_connections: bool = True
+    # Plain history reads on keep-alive connections skip Tornado's HTTP/1 code (rosetta.fastlane).
+    fast_lane: bool = True
 
     def base_url(self) -> str:
         """The URL people reach the server at; links in mail and join endpoints are built from it."""

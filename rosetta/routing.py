@@ -42,3 +42,27 @@ class SegmentRouter(tornado.routing.Router):
         segment = first_segment(request.path, self.prefix)
         router = self.groups.get(segment) if segment is not None else None
         return router.find_handler(request, **kwargs) if router is not None else None
+
+    def target_of(self, path: str) -> tuple[Any, list[bytes]] | None:
+        """The rule's target (a handler class) and path arguments ``path`` is dispatched to, as
+        ``find_handler`` would choose them; None when no rule matches, or the rule's groups are named."""
+        segment = first_segment(path, self.prefix)
+        router = self.groups.get(segment) if segment is not None else None
+        if router is None:
+            return None
+        probe = _PathOnly(path)
+        for rule in router.rules:
+            # PathMatches.match reads only request.path: the probe lets the router's own rules decide.
+            matched = rule.matcher.match(probe)  # type: ignore[arg-type]
+            if matched is not None:
+                if matched.get("path_kwargs") or any(arg is None for arg in matched.get("path_args", [])):
+                    return None
+                return rule.target, list(matched.get("path_args", []))
+        return None
+
+
+class _PathOnly:
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path

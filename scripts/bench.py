@@ -1,10 +1,11 @@
 """Benchmark runner: a fresh real server per section, driven from this (separate) process; one table.
 
 Usage: ``scripts/bench [--only NAME] [--duration S] [--workers N] [--no-pin] [--no-balance]
-[--synchronous FULL|NORMAL|EXTRA] [--profile DIR]`` (``--workers``: the servers' ``server.workers``,
-by default one per core, as an operator would set it; ``--no-pin``: ``server.pin_workers = false``
-and ``--no-balance``: ``server.balance_connections = false``, to compare; ``--profile`` runs a
-one-worker server under cProfile, ``DIR/<section>.prof``).
+[--no-fast-lane] [--synchronous FULL|NORMAL|EXTRA] [--profile DIR]`` (``--workers``: the servers'
+``server.workers``, by default one per core, as an operator would set it; ``--no-pin``:
+``server.pin_workers = false``, ``--no-balance``: ``server.balance_connections = false`` and
+``--no-fast-lane``: ``server.fast_lane = false``, to compare; ``--profile`` runs a one-worker server
+under cProfile, ``DIR/<section>.prof``).
 
 Writing a section (the interface other sections follow)
 -------------------------------------------------------
@@ -184,6 +185,8 @@ async def main() -> None:
                         help="server.pin_workers = false: workers float over the CPUs (default: pinned)")
     parser.add_argument("--no-balance", dest="balance", action="store_false",
                         help="server.balance_connections = false: the kernel's spread stands (default: evened out)")
+    parser.add_argument("--no-fast-lane", dest="fast_lane", action="store_false",
+                        help="server.fast_lane = false: Tornado reads every request (default: plain reads skip it)")
     parser.add_argument("--profile", type=Path, help="run the servers under cProfile, writing DIR/<section>.prof")
     args = parser.parse_args()
     if args.profile:
@@ -196,6 +199,7 @@ async def main() -> None:
         "server.workers": str(args.workers),
         "server.pin_workers": "true" if args.pin else "false",
         "server.balance_connections": "true" if args.balance else "false",
+        "server.fast_lane": "true" if args.fast_lane else "false",
         "storage.synchronous": args.synchronous,
     }
     results = []

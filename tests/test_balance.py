@@ -80,3 +80,21 @@ async def test_a_worker_that_cannot_hand_over_serves_the_connection_itself(worke
     assert first.loads.passed() == 0 and first.loads.load(0) == 2
     await kept.close()
     await late.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_connection_the_fast_lane_holds_counts_until_it_ends(workers):
+    first, _ = balancers(workers)
+    lane = workers[0].app.fast_lane
+    client = await KeepAlive.open(workers[0].port)  # it asks nothing yet: the lane holds it
+    for _ in range(1000):
+        if lane.connections:
+            break
+        await asyncio.sleep(0)
+    assert len(lane.connections) == 1 and first.loads.load(0) == 1
+    await client.close()
+    for _ in range(1000):  # the lane reads the end of the stream on its own loop turn
+        if not lane.connections:
+            break
+        await asyncio.sleep(0)
+    assert not lane.connections and first.loads.load(0) == 0

@@ -1,7 +1,9 @@
 """The lean path (rosetta/handlers/lean.py): plain history reads answered without a RequestHandler.
 
 Each test reads the real server's ``lean_stats`` to know which path answered: the lean path must
-answer exactly what the normal handler answers, and hand every other case to it.
+answer exactly what the normal handler answers, and hand every other case to it. Every test runs
+twice: with the fast lane (rosetta/fastlane.py), which answers a connection's plain reads before
+Tornado sees them, and without it, when ``LeanGet`` inside Tornado answers them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,22 @@ from tests.support import register, workspace_with
 VARYING = {"Date", "X-Ratelimit-Remaining"}
 
 
+@pytest.fixture(params=[True, False], ids=["fast-lane", "tornado"])
+def fast_lane(request):
+    return request.param
+
+
+@pytest.fixture
+def settings():
+    """A test's own configuration; ``server_overrides`` adds the fast lane's switch to it."""
+    return {}
+
+
+@pytest.fixture
+def server_overrides(fast_lane, settings):
+    return {**settings, "server": {**settings.get("server", {}), "fast_lane": fast_lane}}
+
+
 def stats(server):
     return server.app.http.lean_stats
 
@@ -31,7 +49,7 @@ def comparable(response):
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_plain_read_is_answered_lean_exactly_as_the_handler_answers_it(api, server):
+async def test_a_plain_read_is_answered_lean_exactly_as_the_handler_answers_it(api, server, fast_lane):
     team = await make_team(api)
     path = history(team)
     for i in range(3):
@@ -39,6 +57,7 @@ async def test_a_plain_read_is_answered_lean_exactly_as_the_handler_answers_it(a
 
     lean = await api.get(f"{path}?limit=2", token=team.owner.token)
     assert (stats(server).answered, stats(server).handed_on) == (1, 0)
+    assert stats(server).in_fast_lane == (1 if fast_lane else 0)
     # An argument the route does not read makes the request not plain: the normal handler answers it.
     normal = await api.get(f"{path}?limit=2&unread=1", token=team.owner.token)
     assert (stats(server).answered, stats(server).handed_on) == (1, 0)
@@ -55,7 +74,7 @@ async def test_a_plain_read_is_answered_lean_exactly_as_the_handler_answers_it(a
     assert stats(server).answered == 2
 
 
-@pytest.mark.parametrize("server_overrides", [{"limits": {"api_per_minute": 3}}])
+@pytest.mark.parametrize("settings", [{"limits": {"api_per_minute": 3}}])
 @pytest.mark.gen_test(timeout=30)
 async def test_the_rate_limit_counts_each_read_once_and_the_handler_answers_429(api, server):
     ana = await register(api, "Ana")
@@ -142,8 +161,8 @@ async def test_direct_history_is_lean_too(api, server):
     assert (stats(server).answered, stats(server).handed_on) == (1, 1)
 
 
-@pytest.mark.parametrize("server_overrides", [{"server": {"cors_origins": ["https://app.example.test"],
-                                                          "access_log": "all"}}])
+@pytest.mark.parametrize("settings", [{"server": {"cors_origins": ["https://app.example.test"],
+                                                  "access_log": "all"}}])
 @pytest.mark.gen_test(timeout=30)
 async def test_lean_answers_carry_cors_and_reach_the_access_log(api, server, caplog):
     caplog.set_level(logging.INFO, logger="tornado.access")

@@ -90,7 +90,7 @@ class BaseHandler(tornado.web.RequestHandler):
             self._set_cors_headers()
 
     def _set_cors_headers(self) -> None:
-        for name, value in cors_headers(self.app.config.server.cors_origins, self.request):
+        for name, value in cors_headers(self.app.config.server.cors_origins, self.request.headers.get("Origin")):
             self.set_header(name, value)
 
     async def prepare(self) -> None:
@@ -271,8 +271,12 @@ class NotFoundHandler(BaseHandler):
 
 def bearer_token(request: tornado.httputil.HTTPServerRequest) -> str | None:
     """The token of ``Authorization: Bearer <token>``, or None when the request has no such header."""
-    header = request.headers.get("Authorization", "")
-    return header[7:].strip() if header.lower().startswith("bearer ") else None
+    return bearer_of(request.headers.get("Authorization", ""))
+
+
+def bearer_of(authorization: str) -> str | None:
+    """The token of an ``Authorization`` header's value ``Bearer <token>``; None for any other scheme."""
+    return authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
 
 
 def refusal(principal: Principal | None, ability: str, allow_guest: bool) -> ApiError | None:
@@ -295,10 +299,8 @@ def rate_headers(verdict: Verdict) -> dict[str, str]:
     return {"X-RateLimit-Limit": str(verdict.limit), "X-RateLimit-Remaining": str(verdict.remaining)}
 
 
-def cors_headers(allowed_origins: tuple[str, ...],
-                 request: tornado.httputil.HTTPServerRequest) -> list[tuple[str, str]]:
-    """A configured origin is echoed with credentials allowed; any other caller gets ``*``."""
-    origin = request.headers.get("Origin")
+def cors_headers(allowed_origins: tuple[str, ...], origin: str | None) -> list[tuple[str, str]]:
+    """A configured ``origin`` (the request's Origin) is echoed with credentials allowed; others get ``*``."""
     if origin and origin in allowed_origins:
         return [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Credentials", "true"),
                 ("Vary", "Origin")]

@@ -26,6 +26,7 @@ import asyncio
 import logging
 import re
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ from rosetta.handlers.base import (
     rate_key,
     refusal,
 )
+from rosetta.routing import SegmentRouter
 from rosetta.services.auth import Principal
 
 log = logging.getLogger("rosetta.http")
@@ -90,12 +92,49 @@ def is_plain(request: tornado.httputil.HTTPServerRequest, lean: LeanRead) -> boo
                for name, values in request.query_arguments.items())
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A plain read's 200: the body, its ETag, and the rate-limit headers (none when unlimited)."""
+
+    body: bytes
+    etag: str
+    rate: dict[str, str]
+
+
+async def plain_answer(app: RosettaApp, route: type[BaseHandler], lean: LeanRead, token: str,
+                       query_arguments: dict[str, list[bytes]], path_args: list[bytes]) -> Answer | None:
+    """What ``BaseHandler.prepare`` and the route's ``get`` would answer, when that is a 200; else None.
+
+    The token is resolved and the route admitted with the handler's own functions; the rate limit is
+    counted last, so a request answered None (and handed to the handler) is counted once. Raises what
+    the read raises (ApiError for a 404, a path argument that is not UTF-8): the caller hands on.
+    """
+    principal: Principal | None = await app.tokens.resolve(token)
+    if principal is None or refusal(principal, route.ability, route.allow_guest) is not None:
+        return None
+    args = [arg.decode("utf-8") for arg in path_args]  # not UTF-8: handed on, the handler says 400
+    body, etag = await lean.read(app, principal, PlainQuery(query_arguments), *args)
+    verdict = app.limiter.hit("api", rate_key(principal), app.config.limits.api_per_minute, 60)
+    if not verdict.allowed:
+        return None
+    return Answer(body, etag, rate_headers(verdict) if verdict.limit else {})
+
+
+def answer_headers(owner: Application, origin: str | None, answer: Answer) -> list[tuple[str, str]]:
+    """The 200's headers, in the order and spelling a ``BaseHandler`` writes them."""
+    headers = [("Server", SERVER), ("Date", owner.date_header()), *DEFAULT_HEADERS,
+               *cors_headers(owner.rosetta.config.server.cors_origins, origin), *answer.rate.items(),
+               ("Etag", answer.etag), ("Content-Length", str(len(answer.body)))]
+    return headers
+
+
 class LeanStats:
     """How many requests the lean path answered and handed on; tests read it, nothing else does."""
 
     def __init__(self) -> None:
         self.answered = 0
         self.handed_on = 0
+        self.in_fast_lane = 0  # of the answered, those the fast lane wrote (rosetta.fastlane)
 
 
 class LeanGet(tornado.httputil.HTTPMessageDelegate):
@@ -142,45 +181,29 @@ class LeanGet(tornado.httputil.HTTPMessageDelegate):
                 self.hand_on()
             else:
                 self.owner.lean_stats.answered += 1
-                self.write(*answer)
+                self.write(answer)
         except Exception:  # not expected: the client gets a closed connection, never a trace
             log.exception("answering %s failed", self.request.path)
             self.request.connection.close()  # type: ignore[union-attr]
 
-    async def read(self) -> tuple[bytes, str, dict[str, str]] | None:
-        """The 200 answer (body, ETag, rate-limit headers), or None when the normal handler must answer."""
+    async def read(self) -> Answer | None:
+        """The 200 answer, or None when the normal handler must answer."""
         token = bearer_token(self.request)
         assert token is not None  # is_plain checked it
-        principal: Principal | None = await self.app.tokens.resolve(token)
-        if principal is None or refusal(principal, self.route.ability, self.route.allow_guest) is not None:
-            return None
-        path_args = [arg.decode("utf-8") for arg in self.path_args]  # not UTF-8: handed on, the handler says 400
-        body, etag = await self.lean.read(self.app, principal, PlainQuery(self.request.query_arguments), *path_args)
-        verdict = self.app.limiter.hit("api", rate_key(principal), self.app.config.limits.api_per_minute, 60)
-        if not verdict.allowed:
-            return None
-        return body, etag, rate_headers(verdict) if verdict.limit else {}
+        return await plain_answer(self.app, self.route, self.lean, token, self.request.query_arguments,
+                                  self.path_args)
 
     def hand_on(self) -> None:
         assert self.headers is not None
         self.normal.headers_received(self.start_line, self.headers)
         self.normal.finish()
 
-    def write(self, body: bytes, etag: str, extra: dict[str, str]) -> None:
-        headers = tornado.httputil.HTTPHeaders()
-        headers["Server"] = SERVER
-        headers["Date"] = self.owner.date_header()
-        for name, value in DEFAULT_HEADERS:
-            headers[name] = value
-        for name, value in cors_headers(self.app.config.server.cors_origins, self.request):
-            headers[name] = value
-        for name, value in extra.items():
-            headers[name] = value
-        headers["Etag"] = etag
-        headers["Content-Length"] = str(len(body))
+    def write(self, answer: Answer) -> None:
+        headers = tornado.httputil.HTTPHeaders(
+            answer_headers(self.owner, self.request.headers.get("Origin"), answer))
         connection = self.request.connection
         assert connection is not None
-        connection.write_headers(tornado.httputil.ResponseStartLine("", 200, "OK"), headers, body)
+        connection.write_headers(tornado.httputil.ResponseStartLine("", 200, "OK"), headers, answer.body)
         connection.finish()
         summary = f"{self.request.method} {self.request.uri} ({self.request.remote_ip})"
         self.app.log_access(200, summary, 1000.0 * self.request.request_time())
@@ -195,6 +218,10 @@ class Application(tornado.web.Application):
         self.lean_stats = LeanStats()
         self.running: set[asyncio.Task[None]] = set()
         self._date: tuple[int, str] = (0, "")
+        self.segments: SegmentRouter | None = None  # the API's router, set by RosettaApp: lean_route asks it
+        # Streams the fast lane handed over because its lean read was refused: their next request (the
+        # same one, read again by Tornado) goes straight to the handler instead of being read a third time.
+        self.refused: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def date_header(self) -> str:
         """The Date header for now, formatted once per second (formatting cost ~16 µs a request)."""
@@ -203,13 +230,35 @@ class Application(tornado.web.Application):
             self._date = (second, tornado.httputil.format_timestamp(second))
         return self._date[1]
 
+    def lean_route(self, path: str) -> tuple[type[BaseHandler], LeanRead, list[bytes]] | None:
+        """The route ``path`` is dispatched to, its lean read and path arguments, when it offers one."""
+        target = self.segments.target_of(path) if self.segments is not None else None
+        if target is None:
+            return None
+        route, path_args = target
+        lean = takes_lean(route)
+        return (route, lean, path_args) if lean is not None else None
+
     def get_handler_delegate(self, request: tornado.httputil.HTTPServerRequest,
                              target_class: type[tornado.web.RequestHandler],
                              target_kwargs: dict[str, Any] | None = None, path_args: list[bytes] | None = None,
                              path_kwargs: dict[str, bytes] | None = None) -> tornado.httputil.HTTPMessageDelegate:
         normal = super().get_handler_delegate(request, target_class, target_kwargs, path_args, path_kwargs)
-        lean: LeanRead | None = getattr(target_class, "lean_get", None)
-        if (lean is None or path_kwargs or not issubclass(target_class, BaseHandler)
-                or not isinstance(target_class.ability, str) or not is_plain(request, lean)):
-            return normal  # (an ability that depends on the request is a property: only a handler knows it)
+        if self.refused:
+            stream = getattr(request.connection, "stream", None)
+            if stream in self.refused:
+                self.refused.discard(stream)  # the fast lane already tried this request: the handler answers
+                return normal
+        lean = takes_lean(target_class)
+        if lean is None or path_kwargs or not is_plain(request, lean):
+            return normal
+        assert issubclass(target_class, BaseHandler)
         return LeanGet(self, request, target_class, lean, path_args or [], normal)
+
+
+def takes_lean(route: type[Any]) -> LeanRead | None:
+    """The route's lean read, when it offers one the lean path can admit without a handler."""
+    lean: LeanRead | None = getattr(route, "lean_get", None)
+    if lean is None or not issubclass(route, BaseHandler) or not isinstance(route.ability, str):
+        return None  # (an ability that depends on the request is a property: only a handler knows it)
+    return lean

@@ -1,0 +1,291 @@
+"""The fast lane: keep-alive connections served without Tornado's HTTP/1 code while they ask plain history reads.
+
+Owns a new connection from accept until its first request the lane does not answer; then hands the
+connection, that request still unread in the kernel, to Tornado's ``HTTPServer`` for good. Tornado
+reads the request as if the lane had never looked, so every other request and every refusal keep
+their one implementation (``BaseHandler``, WebSocket upgrades, uploads).
+
+Why: a history read is what every client does most, and after the lean path (handlers/lean.py) most
+of its cost was Tornado's connection code, not ours: futures and a timeout per read of a request
+head, ``HTTPServerRequest``, ``HTTPHeaders``, the router, ``write_headers``. Measured on this 2-core
+machine with 2 pinned workers and a 20 KB answer (``/tmp/s10/raw.py``): an asyncio protocol writing
+it cost 50-90 µs of server CPU per request, a Tornado ``HTTPMessageDelegate`` 240 µs.
+
+How a request is taken:
+
+1. The head is read with ``MSG_PEEK``: nothing leaves the kernel until the lane answers.
+2. It must be whole in that read, and plain, parsed strictly: ``GET <path>[?query] HTTP/1.1``, a path
+   of unreserved characters only (so no decoding can disagree with Tornado's), the query arguments
+   the route's read understands (``lean.LeanRead.query``), each once, letters and digits, and headers
+   that are well-formed tokens, each name once, with a bearer token, no body, no conditional, no guest
+   token, no upgrade, no ``Expect``. ``Connection: close`` is honoured (the answer says so and the
+   connection ends); any other ``Connection`` value is not plain.
+3. The route is the one Tornado's router would choose (``SegmentRouter.target_of``) and must offer a
+   lean read (``lean.takes_lean``).
+4. ``lean.plain_answer`` runs, the same function ``LeanGet`` uses. A 200 is consumed from the socket
+   and written with one ``send``; None (401, 403, 404, 429 are the handler's) hands the connection
+   over with the request unread, and marks it so Tornado's lean path does not try the same read again.
+
+Anything unexpected hands over too: a head split over two reads, an unknown header form, a head
+longer than ``PEEK_BYTES``. A connection being answered is not read, so answers leave in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import tornado.iostream
+
+from rosetta.handlers import lean
+from rosetta.handlers.base import bearer_of
+
+log = logging.getLogger("rosetta.http")
+
+PEEK_BYTES = 8192  # a longer head is Tornado's (its own bound is 64 KiB)
+IDLE_SWEEP_S = 10.0  # how often idle connections are looked for; they live idle_timeout_s to this much more
+REQUEST_LINE = re.compile(rb"GET (/[A-Za-z0-9/_.~-]*)(?:\?([A-Za-z0-9=&]*))? HTTP/1\.1\Z")
+HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*\Z")
+QUERY_PART = re.compile(rb"([A-Za-z0-9]{1,64})=([0-9A-Za-z]{1,64})\Z")
+# Headers that make a GET something the lane leaves to Tornado, lower-cased: a body, a conditional or
+# a guest token (lean.NOT_PLAIN), and what changes the connection itself.
+NOT_PLAIN = frozenset(name.lower() for name in lean.NOT_PLAIN) | {"upgrade", "expect", "te", "trailer"}
+
+
+class PlainRequest:
+    """A request head the lane takes: what ``plain_answer`` and the access log need of it."""
+
+    __slots__ = ("close", "length", "origin", "query", "route", "target", "token")
+
+    def __init__(self, target: str, length: int, token: str, origin: str | None, close: bool,
+                 query: dict[str, list[bytes]], route: tuple[Any, lean.LeanRead, list[bytes]]) -> None:
+        self.target = target
+        self.length = length  # bytes of the head, its blank line included
+        self.token = token
+        self.origin = origin
+        self.close = close
+        self.query = query
+        self.route = route
+
+
+def parse_plain(head: bytes, http: lean.Application) -> PlainRequest | None:
+    """``head`` (without its blank line) as a request the lane takes, or None: Tornado's then."""
+    lines = head.split(b"\r\n")
+    request_line = REQUEST_LINE.match(lines[0])
+    if request_line is None:
+        return None
+    path, raw_query = request_line.groups()
+    route = http.lean_route(path.decode("ascii"))
+    if route is None:
+        return None
+    query: dict[str, list[bytes]] = {}
+    if raw_query:
+        for part in raw_query.split(b"&"):
+            argument = QUERY_PART.match(part)
+            if argument is None:
+                return None
+            name = argument.group(1).decode("ascii")
+            if name in query or name not in route[1].query:
+                return None
+            query[name] = [argument.group(2)]
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        header = HEADER.match(line)  # a bare CR or LF inside a line fails this too: (.*?) stops at \n
+        if header is None or b"\r" in line:
+            return None
+        name = header.group(1).decode("ascii").lower()
+        if name in headers or name in NOT_PLAIN:
+            return None
+        headers[name] = header.group(2).decode("latin-1")
+    token = bearer_of(headers.get("authorization", ""))
+    connection = headers.get("connection", "keep-alive").lower()
+    if not token or connection not in ("keep-alive", "close"):
+        return None
+    target = lines[0][4:-9].decode("ascii")
+    return PlainRequest(target, len(head) + 4, token, headers.get("origin"), connection == "close", query, route)
+
+
+class FastLane:
+    """One worker's lane: its connections, and where they go when the lane is done with them."""
+
+    def __init__(self, http: lean.Application, hand_over: Callable[[tornado.iostream.IOStream, Any], None],
+                 closed: Callable[[], None], idle_timeout_s: float) -> None:
+        self.http = http
+        self.app = http.rosetta
+        self.hand_over = hand_over  # Tornado's HTTPServer.handle_stream
+        self.closed = closed  # a connection the lane held has ended (balance counts open connections)
+        self.idle_timeout_s = idle_timeout_s
+        self.connections: set[FastConnection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def take(self, stream: tornado.iostream.IOStream, address: Any) -> None:
+        sock = stream.socket
+        if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            self.hand_over(stream, address)
+            return
+        connection = FastConnection(self, stream, sock, address)
+        self.connections.add(connection)
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(IDLE_SWEEP_S, self._sweep)
+        connection.wait_for_request()
+
+    def close_idle(self, now: float) -> int:
+        """Close the connections waiting for a request since before ``now - idle_timeout_s``; how many."""
+        idle = [c for c in self.connections if c.task is None and c.last_active < now - self.idle_timeout_s]
+        for connection in idle:
+            connection.close()
+        return len(idle)
+
+    def close_all(self) -> None:
+        for connection in list(self.connections):
+            connection.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        self.close_idle(time.monotonic())
+        if self.connections:
+            self._sweeper = asyncio.get_running_loop().call_later(IDLE_SWEEP_S, self._sweep)
+
+
+class FastConnection:
+    """One connection in the lane: waiting for a request, answering one, or writing an answer out."""
+
+    __slots__ = ("address", "fd", "lane", "last_active", "loop", "pending", "remote_ip", "sock", "stream",
+                 "task", "waiting")
+
+    def __init__(self, lane: FastLane, stream: tornado.iostream.IOStream, sock: socket.socket,
+                 address: Any) -> None:
+        self.lane = lane
+        self.stream = stream
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.address = address
+        self.remote_ip = address[0] if isinstance(address, tuple) and address else "0.0.0.0"  # noqa: S104
+        self.loop = asyncio.get_running_loop()
+        self.last_active = time.monotonic()
+        self.waiting = False  # the reader is registered
+        self.pending = b""  # the part of an answer the kernel has not taken yet
+        self.task: asyncio.Task[None] | None = None
+        # One send carries a whole answer: Nagle would only hold its last segment back.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def wait_for_request(self) -> None:
+        self.waiting = True
+        self.loop.add_reader(self.fd, self._readable)
+
+    def _stop_waiting(self) -> None:
+        if self.waiting:
+            self.waiting = False
+            self.loop.remove_reader(self.fd)
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(PEEK_BYTES, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.close()
+            return
+        if not data:
+            self.close()  # the client closed between requests
+            return
+        began = time.time()
+        end = data.find(b"\r\n\r\n")
+        try:
+            request = parse_plain(data[:end], self.lane.http) if end >= 0 else None
+        except Exception:  # not expected: Tornado reads the request instead, and answers it as usual
+            log.exception("reading a request head in the fast lane failed")
+            request = None
+        self._stop_waiting()
+        if request is None:
+            self._hand_over(refused=False)
+            return
+        self.task = self.loop.create_task(self._answer(request, began))
+
+    async def _answer(self, request: PlainRequest, began: float) -> None:
+        route, lean_read, path_args = request.route
+        try:
+            answer = await lean.plain_answer(self.lane.app, route, lean_read, request.token, request.query,
+                                             path_args)
+        except Exception:  # handed over: the handler does the work again, then answers and logs
+            answer = None
+        self.task = None
+        if self.sock.fileno() < 0:
+            return  # closed while reading (shutdown)
+        stats = self.lane.http.lean_stats
+        if answer is None:
+            stats.handed_on += 1
+            self._hand_over(refused=True)
+            return
+        stats.answered += 1
+        stats.in_fast_lane += 1
+        try:
+            self._write(request, answer)
+        except Exception:  # not expected: the client gets a closed connection, never a trace
+            log.exception("answering %s failed", request.target)
+            self.close()
+            return
+        summary = f"GET {request.target} ({self.remote_ip})"
+        self.lane.app.log_access(200, summary, 1000.0 * (time.time() - began))
+
+    def _write(self, request: PlainRequest, answer: lean.Answer) -> None:
+        taken = self.sock.recv(request.length)  # the head peeked at: it is in the kernel, whole
+        if len(taken) != request.length:
+            raise ConnectionError("the request head changed under the peek")
+        headers = lean.answer_headers(self.lane.http, request.origin, answer)
+        if request.close:
+            headers.append(("Connection", "close"))
+        head = "HTTP/1.1 200 OK\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
+        data = head.encode("latin-1") + answer.body
+        self.last_active = time.monotonic()
+        self._send(data, request.close)
+
+    def _send(self, data: bytes, then_close: bool) -> None:
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self.close()
+            return
+        if sent < len(data):
+            self.pending = data[sent:]
+            self.loop.add_writer(self.fd, self._writable, then_close)
+        elif then_close:
+            self.close()
+        else:
+            self.wait_for_request()
+
+    def _writable(self, then_close: bool) -> None:
+        self.loop.remove_writer(self.fd)
+        data, self.pending = self.pending, b""
+        self._send(data, then_close)
+
+    def _hand_over(self, refused: bool) -> None:
+        self.lane.connections.discard(self)
+        if refused:
+            self.lane.http.refused.add(self.stream)
+        self.lane.hand_over(self.stream, self.address)
+
+    def close(self) -> None:
+        """End the connection (the client left, an idle timeout, shutdown); the lane forgets it."""
+        if self not in self.lane.connections:
+            return
+        self.lane.connections.discard(self)
+        self._stop_waiting()
+        if self.pending:
+            self.loop.remove_writer(self.fd)
+            self.pending = b""
+        if self.task is not None:
+            self.task.cancel()
+            self.task = None
+        self.stream.close()
+        self.lane.closed()
