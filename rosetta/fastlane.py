@@ -49,8 +49,12 @@ log = logging.getLogger("rosetta.http")
 
 PEEK_BYTES = 8192  # a longer head is Tornado's (its own bound is 64 KiB)
 IDLE_SWEEP_S = 10.0  # how often idle connections are looked for; they live idle_timeout_s to this much more
-REQUEST_LINE = re.compile(rb"GET (/[A-Za-z0-9/_.~-]*)(?:\?([A-Za-z0-9=&]*))? HTTP/1\.1\Z")
-HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*\Z")
+# The request target (group 1) is a path of unreserved characters (group 2) and an optional query (3).
+REQUEST_LINE = re.compile(rb"GET ((/[A-Za-z0-9/_.~-]*)(?:\?([A-Za-z0-9=&]*))?) HTTP/1\.1\Z")
+# A field name (a token) and a value of visible characters, inner spaces and tabs (RFC 9110 5.5, as
+# Tornado checks it): a control character anywhere, a bare CR or LF included, fails the match.
+HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*"
+                    rb"((?:[\x21-\x7e\x80-\xff](?:[\x21-\x7e\x80-\xff \t]*[\x21-\x7e\x80-\xff])?)?)[ \t]*\Z")
 QUERY_PART = re.compile(rb"([A-Za-z0-9]{1,64})=([0-9A-Za-z]{1,64})\Z")
 # Headers that make a GET something the lane leaves to Tornado, lower-cased: a body, a conditional or
 # a guest token (lean.NOT_PLAIN), and what changes the connection itself.
@@ -79,7 +83,7 @@ def parse_plain(head: bytes, http: lean.Application) -> PlainRequest | None:
     request_line = REQUEST_LINE.match(lines[0])
     if request_line is None:
         return None
-    path, raw_query = request_line.groups()
+    target, path, raw_query = request_line.groups()
     route = http.lean_route(path.decode("ascii"))
     if route is None:
         return None
@@ -95,8 +99,8 @@ def parse_plain(head: bytes, http: lean.Application) -> PlainRequest | None:
             query[name] = [argument.group(2)]
     headers: dict[str, str] = {}
     for line in lines[1:]:
-        header = HEADER.match(line)  # a bare CR or LF inside a line fails this too: (.*?) stops at \n
-        if header is None or b"\r" in line:
+        header = HEADER.match(line)
+        if header is None:
             return None
         name = header.group(1).decode("ascii").lower()
         if name in headers or name in NOT_PLAIN:
@@ -106,8 +110,8 @@ def parse_plain(head: bytes, http: lean.Application) -> PlainRequest | None:
     connection = headers.get("connection", "keep-alive").lower()
     if not token or connection not in ("keep-alive", "close"):
         return None
-    target = lines[0][4:-9].decode("ascii")
-    return PlainRequest(target, len(head) + 4, token, headers.get("origin"), connection == "close", query, route)
+    return PlainRequest(target.decode("ascii"), len(head) + 4, token, headers.get("origin"), connection == "close",
+                        query, route)
 
 
 class FastLane:
@@ -158,8 +162,8 @@ class FastLane:
 class FastConnection:
     """One connection in the lane: waiting for a request, answering one, or writing an answer out."""
 
-    __slots__ = ("address", "fd", "lane", "last_active", "loop", "pending", "remote_ip", "sock", "stream",
-                 "task", "waiting")
+    __slots__ = ("address", "fd", "handed", "lane", "last_active", "loop", "pending", "remote_ip", "sock",
+                 "stream", "task", "waiting")
 
     def __init__(self, lane: FastLane, stream: tornado.iostream.IOStream, sock: socket.socket,
                  address: Any) -> None:
@@ -172,10 +176,13 @@ class FastConnection:
         self.loop = asyncio.get_running_loop()
         self.last_active = time.monotonic()
         self.waiting = False  # the reader is registered
-        self.pending = b""  # the part of an answer the kernel has not taken yet
+        self.pending: memoryview | None = None  # the part of an answer the kernel has not taken yet
+        self.handed = False  # Tornado's from now on
         self.task: asyncio.Task[None] | None = None
-        # One send carries a whole answer: Nagle would only hold its last segment back.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:  # one send carries a whole answer: Nagle would only hold its last segment back
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # already reset by the peer: the first read will say so
+            pass
 
     def wait_for_request(self) -> None:
         self.waiting = True
@@ -221,13 +228,13 @@ class FastConnection:
         if self.sock.fileno() < 0:
             return  # closed while reading (shutdown)
         stats = self.lane.http.lean_stats
-        if answer is None:
-            stats.handed_on += 1
-            self._hand_over(refused=True)
-            return
-        stats.answered += 1
-        stats.in_fast_lane += 1
         try:
+            if answer is None:
+                stats.handed_on += 1
+                self._hand_over(refused=True)
+                return
+            stats.answered += 1
+            stats.in_fast_lane += 1
             self._write(request, answer)
         except Exception:  # not expected: the client gets a closed connection, never a trace
             log.exception("answering %s failed", request.target)
@@ -248,7 +255,7 @@ class FastConnection:
         self.last_active = time.monotonic()
         self._send(data, request.close)
 
-    def _send(self, data: bytes, then_close: bool) -> None:
+    def _send(self, data: bytes | memoryview, then_close: bool) -> None:
         try:
             sent = self.sock.send(data)
         except (BlockingIOError, InterruptedError):
@@ -257,7 +264,7 @@ class FastConnection:
             self.close()
             return
         if sent < len(data):
-            self.pending = data[sent:]
+            self.pending = memoryview(data)[sent:]  # a view: a slow reader must not cost a copy per send
             self.loop.add_writer(self.fd, self._writable, then_close)
         elif then_close:
             self.close()
@@ -266,24 +273,25 @@ class FastConnection:
 
     def _writable(self, then_close: bool) -> None:
         self.loop.remove_writer(self.fd)
-        data, self.pending = self.pending, b""
+        data, self.pending = self.pending, None
         self._send(data, then_close)
 
     def _hand_over(self, refused: bool) -> None:
+        self.handed = True
         self.lane.connections.discard(self)
         if refused:
             self.lane.http.refused.add(self.stream)
         self.lane.hand_over(self.stream, self.address)
 
     def close(self) -> None:
-        """End the connection (the client left, an idle timeout, shutdown); the lane forgets it."""
-        if self not in self.lane.connections:
-            return
+        """End the connection (the client left, an idle timeout, shutdown, a failure); the lane forgets it."""
+        if self.handed or self.stream.closed():
+            return  # Tornado closes what it was handed, and counts it
         self.lane.connections.discard(self)
         self._stop_waiting()
-        if self.pending:
+        if self.pending is not None:
             self.loop.remove_writer(self.fd)
-            self.pending = b""
+            self.pending = None
         if self.task is not None:
             self.task.cancel()
             self.task = None

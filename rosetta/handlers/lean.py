@@ -18,6 +18,9 @@ the route admitted and the ``api`` rate limit counted exactly as ``BaseHandler.p
 the functions it uses. Anything that is not a plain 200 (unknown token, missing ability, 403, 404,
 429, a bug) is handed to the normal handler, which does the work again and answers as it always
 does. The rate limit is counted last, so a handed-on request is counted once.
+
+Two callers answer with ``plain_answer`` and ``answer_headers``: ``LeanGet`` inside Tornado, and the
+fast lane (rosetta/fastlane.py), which answers a connection's plain reads before Tornado reads them.
 """
 
 from __future__ import annotations
