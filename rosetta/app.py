@@ -213,7 +213,7 @@ class RosettaApp:
         self.http = self.make_tornado_app()
         self.server = balance.HTTPServer(self.http, max_body_size=max_body, idle_connection_timeout=IDLE_TIMEOUT_S)
         if server_cfg.fast_lane:
-            self.fast_lane = FastLane(self.http, self.server.serve_http, self.server.lane_closed, IDLE_TIMEOUT_S)
+            self.fast_lane = FastLane(self.http, self.server, IDLE_TIMEOUT_S)
             self.server.fast_lane = self.fast_lane
         sockets = tornado.netutil.bind_sockets(server_cfg.port, server_cfg.host, family=socket.AF_INET
                                                if ":" not in server_cfg.host else socket.AF_UNSPEC,

@@ -35,7 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import tornado.http1connection
 import tornado.httpserver
+import tornado.httputil
 import tornado.iostream
 import tornado.netutil
 
@@ -164,6 +166,22 @@ class HTTPServer(tornado.httpserver.HTTPServer):
         """Tornado's HTTP/1 from here on: for a connection the fast lane hands over (already counted)."""
         super().handle_stream(stream, address)
 
+    def serve_socket(self, connection: socket.socket, address: Any) -> None:
+        """What TCPServer does with an accepted socket (no TLS here: a proxy in front terminates it)."""
+        stream = tornado.iostream.IOStream(connection, max_buffer_size=self.max_buffer_size,
+                                           read_chunk_size=self.read_chunk_size)
+        self.handle_stream(stream, address)
+
+    def start_request(self, server_conn: object, request_conn: tornado.httputil.HTTPConnection,
+                      ) -> tornado.httputil.HTTPMessageDelegate:
+        lane = self.fast_lane
+        if lane is not None and isinstance(server_conn, tornado.http1connection.HTTP1ServerConnection):
+            if lane.reclaim(server_conn.stream, getattr(server_conn.context, "address", None)):
+                # The lane has the connection now and Tornado's stream is closed: its request loop ends
+                # on the next read, before this delegate hears anything.
+                return tornado.httputil.HTTPMessageDelegate()
+        return super().start_request(server_conn, request_conn)
+
     def lane_closed(self) -> None:
         """A connection the fast lane held, never handed over, has ended."""
         if self.loads is not None:
@@ -245,11 +263,9 @@ class Balancer:
             self.loads.received_from(sender)  # after _serve counted it: never briefly under-counted
 
     def _serve(self, connection: socket.socket, address: Any) -> None:
-        """What TCPServer does with an accepted socket (no TLS here: a proxy in front terminates it)."""
+        """Serve a connection accepted or received here; a failure closes it and the accepting goes on."""
         try:
-            stream = tornado.iostream.IOStream(connection, max_buffer_size=self.server.max_buffer_size,
-                                               read_chunk_size=self.server.read_chunk_size)
-            self.server.handle_stream(stream, address)
+            self.server.serve_socket(connection, address)
         except Exception:  # one bad connection must not stop the accepting
             log.exception("serving a connection from %s failed", address)
             connection.close()

@@ -1,9 +1,11 @@
 """The fast lane: keep-alive connections served without Tornado's HTTP/1 code while they ask plain history reads.
 
 Owns a new connection from accept until its first request the lane does not answer; then hands the
-connection, that request still unread in the kernel, to Tornado's ``HTTPServer`` for good. Tornado
-reads the request as if the lane had never looked, so every other request and every refusal keep
-their one implementation (``BaseHandler``, WebSocket upgrades, uploads).
+connection, that request still unread in the kernel, to Tornado's ``HTTPServer``. Tornado reads the
+request as if the lane had never looked, so every other request and every refusal keep their one
+implementation (``BaseHandler``, WebSocket upgrades, uploads). Tornado keeps the connection until
+its lean path (``LeanGet``) answers a read on it; the lane then takes it back (``reclaim``) before
+its next request, so a client mixing sends and reads on one connection reads mostly in the lane.
 
 Why: a history read is what every client does most, and after the lean path (handlers/lean.py) most
 of its cost was Tornado's connection code, not ours: futures and a timeout per read of a request
@@ -34,16 +36,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import socket
 import time
-from collections.abc import Callable
-from typing import Any
+import weakref
+from typing import TYPE_CHECKING, Any
 
 import tornado.iostream
 
 from rosetta.handlers import lean
 from rosetta.handlers.base import bearer_of
+
+if TYPE_CHECKING:
+    from rosetta.balance import HTTPServer
 
 log = logging.getLogger("rosetta.http")
 
@@ -117,26 +123,50 @@ def parse_plain(head: bytes, http: lean.Application) -> PlainRequest | None:
 class FastLane:
     """One worker's lane: its connections, and where they go when the lane is done with them."""
 
-    def __init__(self, http: lean.Application, hand_over: Callable[[tornado.iostream.IOStream, Any], None],
-                 closed: Callable[[], None], idle_timeout_s: float) -> None:
+    def __init__(self, http: lean.Application, server: HTTPServer, idle_timeout_s: float) -> None:
         self.http = http
         self.app = http.rosetta
-        self.hand_over = hand_over  # Tornado's HTTPServer.handle_stream
-        self.closed = closed  # a connection the lane held has ended (balance counts open connections)
+        self.server = server  # Tornado's, which the lane hands connections to and takes them back from
         self.idle_timeout_s = idle_timeout_s
+        http.back_to_lane = weakref.WeakSet()  # streams whose last request Tornado's lean path answered
         self.connections: set[FastConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
 
     def take(self, stream: tornado.iostream.IOStream, address: Any) -> None:
         sock = stream.socket
         if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
-            self.hand_over(stream, address)
+            self.server.serve_http(stream, address)
             return
         connection = FastConnection(self, stream, sock, address)
         self.connections.add(connection)
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(IDLE_SWEEP_S, self._sweep)
         connection.wait_for_request()
+
+    def reclaim(self, stream: tornado.iostream.IOStream, address: Any) -> bool:
+        """Take back a connection between two requests if Tornado's lean path answered the last one.
+
+        Called by the server before Tornado reads a connection's next request. A client that mixes
+        requests on one connection (a browser, a proxy) reads history again after it sends: its
+        first read after another request costs Tornado's lean path, the rest the lane's. The socket is
+        duplicated and Tornado's stream closed, which ends Tornado's request loop as a client leaving
+        would (the server counts it closed, then open again here). Not when Tornado has already read
+        bytes of the next request: they are in its buffer, not in the kernel.
+        """
+        marked = self.http.back_to_lane
+        if marked is None or stream not in marked:
+            return False
+        marked.discard(stream)
+        # Tornado has no public accessor for its read buffer; without this attribute, never reclaim.
+        if getattr(stream, "_read_buffer_size", None) != 0 or stream.closed() or stream.socket is None:
+            return False
+        try:
+            copy = socket.socket(fileno=os.dup(stream.socket.fileno()))
+        except OSError:
+            return False
+        stream.close()
+        self.server.serve_socket(copy, address)
+        return True
 
     def close_idle(self, now: float) -> int:
         """Close the connections waiting for a request since before ``now - idle_timeout_s``; how many."""
@@ -281,7 +311,7 @@ class FastConnection:
         self.lane.connections.discard(self)
         if refused:
             self.lane.http.refused.add(self.stream)
-        self.lane.hand_over(self.stream, self.address)
+        self.lane.server.serve_http(self.stream, self.address)
 
     def close(self) -> None:
         """End the connection (the client left, an idle timeout, shutdown, a failure); the lane forgets it."""
@@ -296,4 +326,4 @@ class FastConnection:
             self.task.cancel()
             self.task = None
         self.stream.close()
-        self.lane.closed()
+        self.lane.server.lane_closed()

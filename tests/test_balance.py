@@ -18,7 +18,9 @@ from tornado.ioloop import IOLoop
 from rosetta.balance import Loads
 from rosetta.clock import ManualClock
 from tests.cluster_support import KeepAlive, two_workers
-from tests.support import Server
+from tests.rest_support import make_team
+from tests.support import Api, Server
+from tests.test_fastlane import Raw, get, post
 
 
 def test_a_connection_on_its_way_counts_for_its_receiver():
@@ -98,3 +100,30 @@ async def test_a_connection_the_fast_lane_holds_counts_until_it_ends(workers):
             break
         await asyncio.sleep(0)
     assert not lane.connections and first.loads.load(0) == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_connection_the_lane_takes_back_from_tornado_is_counted_once(workers):
+    first, _ = balancers(workers)
+    api = Api(workers[0])
+    team = await make_team(api)
+    api.close()
+    lane = workers[0].app.fast_lane
+    path = f"/workspaces/{team.id}/channels/{team.general['id']}/messages"
+    for _ in range(1000):  # the API client's connections (one per request) end on the servers' turns
+        if first.loads.load(0) == first.loads.load(1) == 0:
+            break
+        await asyncio.sleep(0)
+    assert first.loads.load(0) == first.loads.load(1) == 0
+    raw = await Raw.open(workers[0].port)
+    for request, status in [(post(path, team.owner.token, {"content": "hi"}), 201),  # to Tornado
+                            (get(path, team.owner.token), 200),  # Tornado's lean path, then back to the lane
+                            (get(path, team.owner.token), 200)]:
+        await raw.send(request)
+        assert (await raw.answer())[0] == status
+    for _ in range(1000):  # Tornado's request loop ends on its own loop turn
+        if first.loads.load(0) == 1:
+            break
+        await asyncio.sleep(0)
+    assert len(lane.connections) == 1 and (first.loads.load(0), first.loads.load(1)) == (1, 0)
+    raw.close()

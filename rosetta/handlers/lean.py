@@ -208,6 +208,10 @@ class LeanGet(tornado.httputil.HTTPMessageDelegate):
         assert connection is not None
         connection.write_headers(tornado.httputil.ResponseStartLine("", 200, "OK"), headers, answer.body)
         connection.finish()
+        if self.owner.back_to_lane is not None:
+            stream = getattr(connection, "stream", None)
+            if stream is not None:
+                self.owner.back_to_lane.add(stream)
         summary = f"{self.request.method} {self.request.uri} ({self.request.remote_ip})"
         self.app.log_access(200, summary, 1000.0 * self.request.request_time())
 
@@ -225,6 +229,8 @@ class Application(tornado.web.Application):
         # Streams the fast lane handed over because its lean read was refused: their next request (the
         # same one, read again by Tornado) goes straight to the handler instead of being read a third time.
         self.refused: weakref.WeakSet[Any] = weakref.WeakSet()
+        # With the fast lane on: streams whose last request LeanGet answered (FastLane.reclaim).
+        self.back_to_lane: weakref.WeakSet[Any] | None = None
 
     def date_header(self) -> str:
         """The Date header for now, formatted once per second (formatting cost ~16 µs a request)."""
