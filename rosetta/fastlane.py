@@ -1,40 +1,43 @@
-"""The fast lane: keep-alive connections served without Tornado's HTTP/1 code while they ask plain history reads.
+"""The fast lane: keep-alive connections served without Tornado's HTTP/1 code while they read history and send.
 
 Owns a new connection from accept until its first request the lane does not answer; then hands the
 connection, that request still unread in the kernel, to Tornado's ``HTTPServer``. Tornado reads the
 request as if the lane had never looked, so every other request and every refusal keep their one
 implementation (``BaseHandler``, WebSocket upgrades, uploads). Tornado keeps the connection until
 its lean path (``LeanGet``) answers a read on it; the lane then takes it back (``reclaim``) before
-its next request, so a client mixing sends and reads on one connection reads mostly in the lane.
+its next request, so a client mixing requests on one connection is mostly served in the lane.
 
-Why: a history read is what every client does most, and after the lean path (handlers/lean.py) most
-of its cost was Tornado's connection code, not ours: futures and a timeout per read of a request
-head, ``HTTPServerRequest``, ``HTTPHeaders``, the router, ``write_headers``. Measured on this 2-core
-machine with 2 pinned workers and a 20 KB answer (``/tmp/s10/raw.py``): an asyncio protocol writing
-it cost 50-90 µs of server CPU per request, a Tornado ``HTTPMessageDelegate`` 240 µs.
+Why: history reads and message sends are what clients do most, and most of their cost was Tornado's
+connection and handler code, not ours: futures and a timeout per read of a request head,
+``HTTPServerRequest``, ``HTTPHeaders``, the router, the handler's life cycle, ``write_headers``.
+Measured on this 2-core machine with 2 pinned workers: an asyncio protocol writing a 20 KB answer
+cost 50-90 µs of server CPU per request, a Tornado ``HTTPMessageDelegate`` 240 µs (``/tmp/s10/raw.py``).
 
 How a request is taken:
 
-1. The head is read with ``MSG_PEEK``: nothing leaves the kernel until the lane answers.
-2. It must be whole in that read, and plain, parsed strictly: ``GET <path>[?query] HTTP/1.1``, a path
-   of unreserved characters only (so no decoding can disagree with Tornado's), the query arguments
-   the route's read understands (``lean.LeanRead.query``), each once, letters and digits, and headers
-   that are well-formed tokens, each name once, with a bearer token, no body, no conditional, no guest
-   token, no upgrade, no ``Expect``. ``Connection: close`` is honoured (the answer says so and the
-   connection ends); any other ``Connection`` value is not plain.
-3. The route is the one Tornado's router would choose (``SegmentRouter.target_of``) and must offer a
-   lean read (``lean.takes_lean``).
-4. ``lean.plain_answer`` runs, the same function ``LeanGet`` uses. A 200 is consumed from the socket
-   and written with one ``send``; None (401, 403, 404, 429 are the handler's) hands the connection
-   over with the request unread, and marks it so Tornado's lean path does not try the same read again.
+1. The request is read with ``MSG_PEEK``: nothing leaves the kernel until the lane answers.
+2. It must be whole in that read (head and body), and plain, parsed strictly: ``GET|POST <path>
+   HTTP/1.1``, a path of unreserved characters only (so no decoding can disagree with Tornado's),
+   for a GET only the query arguments its read understands (``lean.LeanRead.query``), each once,
+   letters and digits, for a POST no query and a Content-Length body; headers that are well-formed
+   (RFC 9110, as Tornado checks them), each name once, with a bearer token, no conditional, no
+   guest token, no upgrade, no ``Expect``, no ``Transfer-Encoding``. ``Connection: close`` is
+   honoured (the answer says so and the connection ends); any other ``Connection`` value is not plain.
+3. The route is the one Tornado's router would choose (``SegmentRouter.target_of``) and must offer
+   the lane a ``lean_get`` (history) or a ``lean_post`` (a send).
+4. ``lean.plain_answer`` or ``lean.plain_write`` runs: the same functions ``LeanGet`` and the
+   handlers use. What they answer is consumed from the socket and written with one ``send``; None
+   (401, 403, 404, 422, 429: nothing written) hands the connection over with the request unread, and
+   marks it so Tornado's lean path does not try the same read again.
 
-Anything unexpected hands over too: a head split over two reads, an unknown header form, a head
-longer than ``PEEK_BYTES``. A connection being answered is not read, so answers leave in order.
+Anything unexpected hands over too: a request split over two reads, an unknown header form, a
+request longer than ``PEEK_BYTES``. A connection being answered is not read, so answers leave in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
@@ -43,6 +46,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
+import tornado.httputil
 import tornado.iostream
 
 from rosetta.handlers import lean
@@ -53,54 +57,79 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rosetta.http")
 
-PEEK_BYTES = 8192  # a longer head is Tornado's (its own bound is 64 KiB)
+PEEK_BYTES = 8192  # a longer request (head and body) is Tornado's (its own bound on a head is 64 KiB)
 IDLE_SWEEP_S = 10.0  # how often idle connections are looked for; they live idle_timeout_s to this much more
-# The request target (group 1) is a path of unreserved characters (group 2) and an optional query (3).
-REQUEST_LINE = re.compile(rb"GET ((/[A-Za-z0-9/_.~-]*)(?:\?([A-Za-z0-9=&]*))?) HTTP/1\.1\Z")
+# The method (group 1) and the target (2): a path of unreserved characters (3) and, for a GET, an
+# optional query (4).
+REQUEST_LINE = re.compile(rb"(GET|POST) ((/[A-Za-z0-9/_.~-]*)(?:\?([A-Za-z0-9=&]*))?) HTTP/1\.1\Z")
 # A field name (a token) and a value of visible characters, inner spaces and tabs (RFC 9110 5.5, as
 # Tornado checks it): a control character anywhere, a bare CR or LF included, fails the match.
 HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*"
                     rb"((?:[\x21-\x7e\x80-\xff](?:[\x21-\x7e\x80-\xff \t]*[\x21-\x7e\x80-\xff])?)?)[ \t]*\Z")
 QUERY_PART = re.compile(rb"([A-Za-z0-9]{1,64})=([0-9A-Za-z]{1,64})\Z")
-# Headers that make a GET something the lane leaves to Tornado, lower-cased: a body, a conditional or
-# a guest token (lean.NOT_PLAIN), and what changes the connection itself.
-NOT_PLAIN = frozenset(name.lower() for name in lean.NOT_PLAIN) | {"upgrade", "expect", "te", "trailer"}
+DIGITS = re.compile(r"[0-9]{1,9}\Z")
+# Headers that make a request something the lane leaves to Tornado, lower-cased: a conditional or a
+# guest token (as lean.NOT_PLAIN), a body other than a POST's Content-Length one, and what changes
+# the connection itself.
+NOT_PLAIN = frozenset({"transfer-encoding", "if-none-match", "x-rosetta-guest-token", "upgrade", "expect", "te",
+                       "trailer"})
+
+
+@functools.lru_cache(maxsize=64)
+def canonical(name: str) -> str:
+    """A header name spelled as Tornado writes it (``X-RateLimit-Limit`` → ``X-Ratelimit-Limit``)."""
+    return "-".join(word.capitalize() for word in name.split("-"))
 
 
 class PlainRequest:
-    """A request head the lane takes: what ``plain_answer`` and the access log need of it."""
+    """A request the lane takes: what ``plain_answer``/``plain_write`` and the access log need of it."""
 
-    __slots__ = ("close", "length", "origin", "query", "route", "target", "token")
+    __slots__ = ("body_length", "close", "head_length", "method", "origin", "query", "route", "target", "token")
 
-    def __init__(self, target: str, length: int, token: str, origin: str | None, close: bool,
-                 query: dict[str, list[bytes]], route: tuple[Any, lean.LeanRead, list[bytes]]) -> None:
+    def __init__(self, method: str, target: str, head_length: int, body_length: int, token: str,
+                 origin: str | None, close: bool, query: dict[str, list[bytes]],
+                 route: tuple[Any, lean.LeanRead | lean.LeanWrite, list[bytes]]) -> None:
+        self.method = method
         self.target = target
-        self.length = length  # bytes of the head, its blank line included
+        self.head_length = head_length  # bytes of the head, its blank line included
+        self.body_length = body_length  # a POST's Content-Length; 0 for a GET
         self.token = token
         self.origin = origin
         self.close = close
         self.query = query
         self.route = route
 
+    @property
+    def length(self) -> int:
+        return self.head_length + self.body_length
+
 
 def parse_plain(head: bytes, http: lean.Application) -> PlainRequest | None:
-    """``head`` (without its blank line) as a request the lane takes, or None: Tornado's then."""
+    """``head`` (without its blank line) as a request the lane takes, or None: Tornado's then.
+
+    A GET of a route with a ``lean_get``, with only the query arguments its read understands; or a
+    POST of a route with a ``lean_post``, without a query, with a Content-Length body.
+    """
     lines = head.split(b"\r\n")
     request_line = REQUEST_LINE.match(lines[0])
     if request_line is None:
         return None
-    target, path, raw_query = request_line.groups()
-    route = http.lean_route(path.decode("ascii"))
-    if route is None:
+    method, target, path, raw_query = (part.decode("ascii") if part is not None else None
+                                       for part in request_line.groups())
+    assert method is not None and target is not None and path is not None
+    route = http.lean_route(method, path)
+    if route is None or (method == "POST" and raw_query is not None):
         return None
     query: dict[str, list[bytes]] = {}
     if raw_query:
-        for part in raw_query.split(b"&"):
+        offered = route[1]
+        assert isinstance(offered, lean.LeanRead)
+        for part in raw_query.encode("ascii").split(b"&"):
             argument = QUERY_PART.match(part)
             if argument is None:
                 return None
             name = argument.group(1).decode("ascii")
-            if name in query or name not in route[1].query:
+            if name in query or name not in offered.query:
                 return None
             query[name] = [argument.group(2)]
     headers: dict[str, str] = {}
@@ -116,8 +145,17 @@ def parse_plain(head: bytes, http: lean.Application) -> PlainRequest | None:
     connection = headers.get("connection", "keep-alive").lower()
     if not token or connection not in ("keep-alive", "close"):
         return None
-    return PlainRequest(target.decode("ascii"), len(head) + 4, token, headers.get("origin"), connection == "close",
-                        query, route)
+    declared = headers.get("content-length")
+    if method == "GET":
+        if declared is not None:
+            return None
+        body_length = 0
+    elif declared is None or not DIGITS.match(declared):
+        return None
+    else:
+        body_length = int(declared)
+    return PlainRequest(method, target, len(head) + 4, body_length, token, headers.get("origin"),
+                        connection == "close", query, route)
 
 
 class FastLane:
@@ -242,45 +280,53 @@ class FastConnection:
             log.exception("reading a request head in the fast lane failed")
             request = None
         self._stop_waiting()
-        if request is None:
+        if request is None or len(data) < request.length:  # (a body still on its way: Tornado waits for it)
             self._hand_over(refused=False)
             return
-        self.task = self.loop.create_task(self._answer(request, began))
+        body = data[request.head_length:request.length]
+        self.task = self.loop.create_task(self._answer(request, body, began))
 
-    async def _answer(self, request: PlainRequest, began: float) -> None:
-        route, lean_read, path_args = request.route
+    async def _answer(self, request: PlainRequest, body: bytes, began: float) -> None:
+        route, offered, path_args = request.route
+        app = self.lane.app
         try:
-            answer = await lean.plain_answer(self.lane.app, route, lean_read, request.token, request.query,
-                                             path_args)
-        except Exception:  # handed over: the handler does the work again, then answers and logs
+            if isinstance(offered, lean.LeanRead):
+                answer = await lean.plain_answer(app, route, offered, request.token, request.query, path_args)
+            else:
+                answer = await lean.plain_write(app, route, offered, request.token, body, path_args)
+        except Exception:  # handed over: the handler does the work again (nothing was written), and answers
             answer = None
         self.task = None
         if self.sock.fileno() < 0:
-            return  # closed while reading (shutdown)
+            return  # closed while answering (shutdown); a write done is done, as when a client leaves
         stats = self.lane.http.lean_stats
         try:
             if answer is None:
                 stats.handed_on += 1
                 self._hand_over(refused=True)
                 return
-            stats.answered += 1
-            stats.in_fast_lane += 1
+            if request.method == "GET":
+                stats.answered += 1
+                stats.in_fast_lane += 1
+            else:
+                stats.written_in_fast_lane += 1
             self._write(request, answer)
         except Exception:  # not expected: the client gets a closed connection, never a trace
             log.exception("answering %s failed", request.target)
             self.close()
             return
-        summary = f"GET {request.target} ({self.remote_ip})"
-        self.lane.app.log_access(200, summary, 1000.0 * (time.time() - began))
+        summary = f"{request.method} {request.target} ({self.remote_ip})"
+        app.log_access(answer.status, summary, 1000.0 * (time.time() - began))
 
     def _write(self, request: PlainRequest, answer: lean.Answer) -> None:
-        taken = self.sock.recv(request.length)  # the head peeked at: it is in the kernel, whole
+        taken = self.sock.recv(request.length)  # the request peeked at: it is in the kernel, whole
         if len(taken) != request.length:
-            raise ConnectionError("the request head changed under the peek")
+            raise ConnectionError("the request changed under the peek")
         headers = lean.answer_headers(self.lane.http, request.origin, answer)
         if request.close:
             headers.append(("Connection", "close"))
-        head = "HTTP/1.1 200 OK\r\n" + "".join(f"{name}: {value}\r\n" for name, value in headers) + "\r\n"
+        status = f"HTTP/1.1 {answer.status} {tornado.httputil.responses.get(answer.status, 'Unknown')}\r\n"
+        head = status + "".join(f"{canonical(name)}: {value}\r\n" for name, value in headers) + "\r\n"
         data = head.encode("latin-1") + answer.body
         self.last_active = time.monotonic()
         self._send(data, request.close)

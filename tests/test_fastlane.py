@@ -17,6 +17,7 @@ import pytest
 from rosetta.app import IDLE_TIMEOUT_S
 from rosetta.fastlane import PEEK_BYTES
 from tests.rest_support import make_team
+from tests.support import register, workspace_with
 
 
 class Raw:
@@ -100,9 +101,10 @@ async def test_a_connection_reads_in_the_lane_until_it_asks_something_else(api, 
         assert status == 200 and contents(body) == ["one"] and "Connection" not in headers
     assert stats.in_fast_lane == 3 and len(lane.connections) == 1
 
-    await raw.send(post(path, team.owner.token, {"content": "two"}))  # the lane does not take a POST
-    assert (await raw.answer())[0] == 201
+    await raw.send(get("/me", team.owner.token))  # the lane does not take this route
+    assert (await raw.answer())[0] == 200
     assert not lane.connections  # Tornado holds the connection now
+    assert (await api.post(path, {"content": "two"}, token=team.member.token)).status == 201
     await raw.send(get(path, team.owner.token))
     status, _, body = await raw.answer()
     assert status == 200 and contents(body) == ["two", "one"]
@@ -118,14 +120,13 @@ async def test_a_connection_reads_in_the_lane_until_it_asks_something_else(api, 
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_connection_that_only_sends_stays_with_tornado(api, server):
+async def test_a_connection_that_only_asks_other_routes_stays_with_tornado(api, server):
     team = await make_team(api)
-    path = history(team)
     lane = server.app.fast_lane
     raw = await Raw.open(server.port)
-    for i in range(3):
-        await raw.send(post(path, team.member.token, {"content": f"m{i}"}))
-        assert (await raw.answer())[0] == 201
+    for _ in range(3):
+        await raw.send(get("/me", team.member.token))
+        assert (await raw.answer())[0] == 200
         assert not lane.connections  # no read answered by the lean path: nothing to take back
     raw.close()
 
@@ -137,16 +138,18 @@ async def test_pipelined_requests_are_answered_in_order_across_the_hand_over(api
     for text in ("a", "b"):
         assert (await api.post(path, {"content": text}, token=team.member.token)).status == 201
     raw = await Raw.open(server.port)
-    # After the POST, Tornado has read the two GETs behind it into its buffer: the lane must not take
-    # the connection back while they are there, or they would be lost.
-    await raw.send(get(f"{path}?limit=1", team.owner.token) + get(path, team.owner.token)
-                   + post(path, team.owner.token, {"content": "c"}) + get(path, team.owner.token)
+    # After /me, Tornado has read the two GETs behind it into its buffer: the lane must not take the
+    # connection back while they are there, or they would be lost.
+    await raw.send(get(f"{path}?limit=1", team.owner.token) + post(path, team.owner.token, {"content": "c"})
+                   + get(path, team.owner.token) + get("/me", team.owner.token) + get(path, team.owner.token)
                    + get(f"{path}?limit=1", team.owner.token))
-    answers = [await raw.answer() for _ in range(5)]
-    assert [status for status, _, _ in answers] == [200, 200, 201, 200, 200]
-    assert contents(answers[0][2]) == ["b"] and contents(answers[1][2]) == ["b", "a"]
-    assert contents(answers[3][2]) == ["c", "b", "a"] and contents(answers[4][2]) == ["c"]
-    assert (server.app.http.lean_stats.answered, server.app.http.lean_stats.in_fast_lane) == (4, 2)
+    answers = [await raw.answer() for _ in range(6)]
+    assert [status for status, _, _ in answers] == [200, 201, 200, 200, 200, 200]
+    assert contents(answers[0][2]) == ["b"] and contents(answers[2][2]) == ["c", "b", "a"]
+    assert json.loads(answers[3][2])["id"] == team.owner.id
+    assert contents(answers[4][2]) == ["c", "b", "a"] and contents(answers[5][2]) == ["c"]
+    stats = server.app.http.lean_stats
+    assert (stats.answered, stats.in_fast_lane, stats.written_in_fast_lane) == (4, 2, 3)  # 2 sends by api
     raw.close()
 
 
@@ -280,3 +283,131 @@ async def test_with_the_lane_off_tornado_reads_every_request(api, server):
     assert server.app.fast_lane is None
     assert (server.app.http.lean_stats.answered, server.app.http.lean_stats.in_fast_lane) == (1, 0)
     raw.close()
+
+
+# Headers that differ between two answers made a moment apart.
+VARYING = {"Date", "X-Ratelimit-Remaining", "Content-Length"}
+
+
+def tornado_path(path: str) -> str:
+    """The same route with a query string: the lane takes no POST with one, the handler ignores it."""
+    return f"{path}?via=tornado"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_send_is_answered_in_the_lane_as_the_handler_answers_it(api, server):
+    team = await make_team(api)
+    path = history(team)
+    stats = server.app.http.lean_stats
+    raw = await Raw.open(server.port)
+    sent = stats.written_in_fast_lane
+    await raw.send(post(path, team.member.token, {"content": "lane"}))
+    lane_status, lane_headers, lane_body = await raw.answer()
+    assert stats.written_in_fast_lane == sent + 1 and len(server.app.fast_lane.connections) == 1
+    await raw.send(post(tornado_path(path), team.member.token, {"content": "handler"}))
+    status, headers, body = await raw.answer()
+    assert stats.written_in_fast_lane == sent + 1 and not server.app.fast_lane.connections
+    raw.close()
+
+    assert lane_status == status == 201
+    assert {k: v for k, v in lane_headers.items() if k not in VARYING} == \
+        {k: v for k, v in headers.items() if k not in VARYING}
+    lane_message, message = json.loads(lane_body)["data"], json.loads(body)["data"]
+    assert lane_message.keys() == message.keys()
+    assert (lane_message["original_content"], message["original_content"]) == ("lane", "handler")
+    assert {k: v for k, v in lane_message.items() if k not in ("id", "original_content", "content", "created_at",
+                                                               "updated_at", "display_content")} == \
+        {k: v for k, v in message.items() if k not in ("id", "original_content", "content", "created_at",
+                                                       "updated_at", "display_content")}
+    read = await api.get(path, token=team.owner.token)
+    assert contents(read.body) == ["handler", "lane"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_send_refused_before_it_writes_is_the_handlers_and_writes_nothing(api, server):
+    team = await make_team(api)
+    path = history(team)
+    stats = server.app.http.lean_stats
+    sent, handed = stats.written_in_fast_lane, stats.handed_on
+    cases = [
+        (post(path, team.member.token, {"content": ""}), 422),
+        (post(path, team.member.token, {"content": "x" * 10_001}), 422),
+        (post(path, team.outsider.token, {"content": "hi"}), 404),
+        (post(path, "01arz3ndektsv4rrffq69g5fav|nope", {"content": "hi"}), 401),
+        (post(path, team.member.token, {"content": "hi"})[:-1] + b"{", 400),  # the body is not JSON
+    ]
+    for request, status in cases:
+        raw = await Raw.open(server.port)
+        await raw.send(request)
+        answer = await raw.answer()
+        assert answer[0] == status, (request[-60:], answer)
+        handler = await Raw.open(server.port)  # the same request, read by Tornado: the same answer
+        await handler.send(request.replace(b" HTTP/1.1", b"?via=tornado HTTP/1.1", 1))
+        assert (await handler.answer())[::2] == answer[::2]
+        raw.close()
+        handler.close()
+    assert stats.written_in_fast_lane == sent
+    assert stats.handed_on == handed + len(cases) - 1  # the long body never fit a peek: not even tried
+    assert contents((await api.get(path, token=team.owner.token)).body) == []
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_send_that_fails_in_its_write_is_answered_by_the_lane_as_the_handler_would(api, server):
+    team = await make_team(api)
+    path = history(team)
+    stats = server.app.http.lean_stats
+    sent = stats.written_in_fast_lane
+    orphan = {"content": "re", "parent_message_id": "01arz3ndektsv4rrffq69g5fav"}  # no such message
+    raw = await Raw.open(server.port)
+    await raw.send(post(path, team.member.token, orphan))
+    lane = await raw.answer()
+    await raw.send(post(tornado_path(path), team.member.token, orphan))
+    handler = await raw.answer()
+    raw.close()
+    assert stats.written_in_fast_lane == sent + 1  # the lane answered its own failed write
+    assert lane[0] == handler[0] == 422 and lane[2] == handler[2]
+    assert json.loads(lane[2])["errors"] == {"parent_message_id": ["The selected parent_message_id is invalid."]}
+
+
+@pytest.mark.parametrize("server_overrides", [{"limits": {"api_per_minute": 2}}])
+@pytest.mark.gen_test(timeout=30)
+async def test_the_rate_limit_counts_a_send_once_and_the_handler_answers_429(api, server):
+    ana = await register(api, "Ana")
+    workspace = await workspace_with(api, ana)  # ana's token has used its two requests this minute
+    path = f"/workspaces/{workspace['id']}/channels/{workspace['general']['id']}/messages"
+
+    async def new_token() -> str:  # a new token: a new window
+        login = await api.post("/auth/app/login", {"email": ana.email, "password": ana.password, "device_name": "t"})
+        return login.json["access_token"]
+
+    token = await new_token()
+    raw = await Raw.open(server.port)
+    remaining = []
+    for text in ("one", "two"):
+        await raw.send(post(path, token, {"content": text}))
+        status, headers, _ = await raw.answer()
+        assert status == 201
+        remaining.append(headers["X-Ratelimit-Remaining"])
+    assert remaining == ["1", "0"]
+    await raw.send(post(path, token, {"content": "three"}))
+    status, headers, _ = await raw.answer()
+    assert status == 429 and headers["Retry-After"]
+    assert not server.app.fast_lane.connections  # handed over: the handler answered the 429
+    raw.close()
+    assert contents((await api.get(path, token=await new_token())).body) == ["two", "one"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_send_whose_body_is_not_all_there_goes_to_tornado(api, server):
+    team = await make_team(api)
+    path = history(team)
+    request = post(path, team.member.token, {"content": "slow"})
+    lane = server.app.fast_lane
+    raw = await Raw.open(server.port)
+    await until(lambda: len(lane.connections) == 1)
+    await raw.send(request[:-5])  # the head and part of the body
+    await until(lambda: not lane.connections)
+    await raw.send(request[-5:])
+    assert (await raw.answer())[0] == 201
+    raw.close()
+    assert contents((await api.get(path, token=team.owner.token)).body) == ["slow"]

@@ -168,18 +168,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def json_body(self, allow_empty: bool = True) -> dict[str, Any]:
         """The JSON object sent; 400 when it is not JSON or not an object, 413 when too large."""
-        raw = self.body_bytes
-        if not raw.strip():
-            if allow_empty:
-                return {}
-            raise Malformed()
-        try:
-            value = json.loads(raw)
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested past the C stack
-            raise Malformed() from None
-        if not isinstance(value, dict):
-            raise Malformed("The JSON body must be an object.")
-        return value
+        return json_object(self.body_bytes, allow_empty)
 
     def client_address(self) -> str:
         """The caller's address; ``X-Forwarded-For`` counts only from a configured trusted proxy."""
@@ -210,7 +199,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def send_json(self, payload: Any, status: int = 200) -> None:
         self.set_status(status)
-        self.finish(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+        self.finish(encode_json(payload))
 
     def send_encoded(self, body: bytes, etag: str) -> None:
         """A 200 JSON answer encoded (and its ETag computed) ahead of time, e.g. a cached page."""
@@ -232,11 +221,14 @@ class BaseHandler(tornado.web.RequestHandler):
         for name, value in getattr(self, "_rate_headers", {}).items():
             self.set_header(name, value)
         if isinstance(exc, ApiError):
-            self.set_status(exc.status)
-            for name, value in exc.headers.items():
+            status, headers, encoded = api_error_answer(exc)
+            self.set_status(status)
+            for name, value in headers.items():
                 self.set_header(name, value)
-            body = exc.body()
-        elif isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
+            self.set_header("Content-Type", JSON_TYPE)
+            self.finish(encoded)
+            return
+        if isinstance(exc, tornado.web.HTTPError) and exc.status_code < 500:
             body = {"message": HTTP_MESSAGES.get(exc.status_code, exc.reason or "Bad request.")}
         elif status_code < 500:
             body = {"message": HTTP_MESSAGES.get(status_code, self._reason)}
@@ -268,6 +260,31 @@ class NotFoundHandler(BaseHandler):
 
 # Shared with the lean path (handlers/lean.py), which answers some reads without a BaseHandler: what
 # follows is the part of the life cycle above that both must do alike.
+
+def json_object(raw: bytes, allow_empty: bool = True) -> dict[str, Any]:
+    """A request body as the JSON object it must be: 400 when it is not JSON or not an object."""
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise Malformed()
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested past the C stack
+        raise Malformed() from None
+    if not isinstance(value, dict):
+        raise Malformed("The JSON body must be an object.")
+    return value
+
+
+def encode_json(payload: Any) -> bytes:
+    """An answer's JSON body: compact, UTF-8 as it is (what ``send_json`` writes)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def api_error_answer(exc: ApiError) -> tuple[int, dict[str, str], bytes]:
+    """An ApiError as answered: its status, the headers it adds, and the JSON body (§1's envelopes)."""
+    return exc.status, exc.headers, json.dumps(exc.body()).encode("utf-8")
+
 
 def bearer_token(request: tornado.httputil.HTTPServerRequest) -> str | None:
     """The token of ``Authorization: Bearer <token>``, or None when the request has no such header."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rosetta.handlers.base import BaseHandler
-from rosetta.handlers.lean import LeanRead
+from rosetta.handlers.base import BaseHandler, json_object
+from rosetta.handlers.lean import LeanRead, LeanWrite, Write
 from rosetta.handlers.messages import edit_input, message_input
 from rosetta.handlers.paging import CURSOR_QUERY, cursor_params, encoded_cursor_page
 from rosetta.handlers.validate import Validator
@@ -49,8 +49,20 @@ async def conversation_history(app: RosettaApp, principal: Principal, query: Any
     return encoded_cursor_page(await app.direct.page(conversation_id, principal, before, after, limit))
 
 
+async def conversation_send(app: RosettaApp, principal: Principal, body: bytes, conversation_id: str) -> Write:
+    """Check a direct send (ApiError when refused, nothing written yet); returns the send itself."""
+    await app.direct.require(conversation_id, principal)
+    content, attachment_ids, parent_id, skip = message_input(json_object(body))
+
+    async def send() -> dict[str, Any]:
+        return await app.direct.post(conversation_id, principal, content, attachment_ids=attachment_ids,
+                                     parent_id=parent_id, skip_translation=skip)
+    return send
+
+
 class ConversationMessagesHandler(BaseHandler):
     lean_get = LeanRead(conversation_history, CURSOR_QUERY)  # plain reads skip this class (handlers/lean.py)
+    lean_post = LeanWrite(conversation_send)  # and so do plain sends, in the fast lane (rosetta/fastlane.py)
 
     async def get(self, conversation_id: str) -> None:
         assert self.principal
@@ -58,11 +70,8 @@ class ConversationMessagesHandler(BaseHandler):
 
     async def post(self, conversation_id: str) -> None:
         assert self.principal
-        await self.app.direct.require(conversation_id, self.principal)
-        content, attachment_ids, parent_id, skip = message_input(self.json_body())
-        message = await self.app.direct.post(conversation_id, self.principal, content, attachment_ids=attachment_ids,
-                                             parent_id=parent_id, skip_translation=skip)
-        self.send_json({"data": message}, 201)
+        send = await conversation_send(self.app, self.principal, self.body_bytes, conversation_id)
+        self.send_json({"data": await send()}, 201)
 
 
 class ConversationMessageHandler(BaseHandler):

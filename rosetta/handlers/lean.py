@@ -20,7 +20,9 @@ the functions it uses. Anything that is not a plain 200 (unknown token, missing 
 does. The rate limit is counted last, so a handed-on request is counted once.
 
 Two callers answer with ``plain_answer`` and ``answer_headers``: ``LeanGet`` inside Tornado, and the
-fast lane (rosetta/fastlane.py), which answers a connection's plain reads before Tornado reads them.
+fast lane (rosetta/fastlane.py), which answers a connection's plain requests before Tornado reads
+them. The lane also sends messages with ``plain_write``: a route's ``lean_post`` check (the same
+function its handler's ``post`` calls) and then its write.
 """
 
 from __future__ import annotations
@@ -31,18 +33,21 @@ import re
 import time
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import tornado
 import tornado.httputil
 import tornado.web
 
+from rosetta.errors import ApiError
 from rosetta.handlers.base import (
     DEFAULT_HEADERS,
     BaseHandler,
+    api_error_answer,
     bearer_token,
     cors_headers,
+    encode_json,
     rate_headers,
     rate_key,
     refusal,
@@ -95,13 +100,29 @@ def is_plain(request: tornado.httputil.HTTPServerRequest, lean: LeanRead) -> boo
                for name, values in request.query_arguments.items())
 
 
+# A send checked and ready: runs the write and returns what the answer's ``data`` is.
+Write = Callable[[], Awaitable[Any]]
+# (app, principal, body bytes, *path arguments) -> the Write. Raises ApiError, with nothing written.
+WriteCheck = Callable[..., Awaitable[Write]]
+
+
+@dataclass(frozen=True)
+class LeanWrite:
+    """What a route offers the fast lane for a POST: the check that returns its write (answered 201)."""
+
+    check: WriteCheck
+
+
 @dataclass(frozen=True)
 class Answer:
-    """A plain read's 200: the body, its ETag, and the rate-limit headers (none when unlimited)."""
+    """An answer as a handler would write it: the body, the rate-limit headers (none when unlimited),
+    and for a read its ETag; a write's answer may be an error (its status and the headers it adds)."""
 
     body: bytes
-    etag: str
+    etag: str | None
     rate: dict[str, str]
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 async def plain_answer(app: RosettaApp, route: type[BaseHandler], lean: LeanRead, token: str,
@@ -123,11 +144,43 @@ async def plain_answer(app: RosettaApp, route: type[BaseHandler], lean: LeanRead
     return Answer(body, etag, rate_headers(verdict) if verdict.limit else {})
 
 
+async def plain_write(app: RosettaApp, route: type[BaseHandler], lean: LeanWrite, token: str, body: bytes,
+                      path_args: list[bytes]) -> Answer | None:
+    """What the route's handler answers to a POST, once it writes; None while nothing is written.
+
+    Everything that may refuse the request runs before the write, with the handler's functions: the
+    token, the route's admission, the route's check (ApiError: the caller hands on), then the rate
+    limit, which counts only what it admits. So a request handed to the handler is counted once, by
+    the handler. Once the write runs, its outcome is the answer, a 201 or the error it raised: it is
+    never handed on, or the handler would write again.
+    """
+    principal: Principal | None = await app.tokens.resolve(token)
+    if principal is None or refusal(principal, route.ability, route.allow_guest) is not None:
+        return None
+    args = [arg.decode("utf-8") for arg in path_args]
+    write = await lean.check(app, principal, body, *args)
+    verdict = app.limiter.hit("api", rate_key(principal), app.config.limits.api_per_minute, 60)
+    if not verdict.allowed:
+        return None
+    rate = rate_headers(verdict) if verdict.limit else {}
+    try:
+        data = await write()
+    except Exception as exc:
+        if not isinstance(exc, ApiError) or exc.status >= 500:
+            log.exception("a send in the fast lane failed")
+        status, headers, encoded = api_error_answer(exc if isinstance(exc, ApiError) else ApiError())
+        return Answer(encoded, None, rate, status, headers)
+    return Answer(encode_json({"data": data}), None, rate, 201)
+
+
 def answer_headers(owner: Application, origin: str | None, answer: Answer) -> list[tuple[str, str]]:
-    """The 200's headers, in the order and spelling a ``BaseHandler`` writes them."""
+    """The answer's headers, in the order and spelling a ``BaseHandler`` writes them."""
     headers = [("Server", SERVER), ("Date", owner.date_header()), *DEFAULT_HEADERS,
                *cors_headers(owner.rosetta.config.server.cors_origins, origin), *answer.rate.items(),
-               ("Etag", answer.etag), ("Content-Length", str(len(answer.body)))]
+               *answer.headers.items()]
+    if answer.etag is not None:
+        headers.append(("Etag", answer.etag))
+    headers.append(("Content-Length", str(len(answer.body))))
     return headers
 
 
@@ -138,6 +191,7 @@ class LeanStats:
         self.answered = 0
         self.handed_on = 0
         self.in_fast_lane = 0  # of the answered, those the fast lane wrote (rosetta.fastlane)
+        self.written_in_fast_lane = 0  # sends the fast lane took (an answered POST, whatever its status)
 
 
 class LeanGet(tornado.httputil.HTTPMessageDelegate):
@@ -239,13 +293,14 @@ class Application(tornado.web.Application):
             self._date = (second, tornado.httputil.format_timestamp(second))
         return self._date[1]
 
-    def lean_route(self, path: str) -> tuple[type[BaseHandler], LeanRead, list[bytes]] | None:
-        """The route ``path`` is dispatched to, its lean read and path arguments, when it offers one."""
+    def lean_route(self, method: str, path: str) -> tuple[type[BaseHandler], LeanRead | LeanWrite, list[bytes]] | None:
+        """The route ``path`` is dispatched to, what it offers the lean path for ``method`` (a
+        ``lean_get`` for GET, a ``lean_post`` for POST), and the path arguments; None if nothing."""
         target = self.segments.target_of(path) if self.segments is not None else None
         if target is None:
             return None
         route, path_args = target
-        lean = takes_lean(route)
+        lean = takes_lean(route, "lean_get" if method == "GET" else "lean_post")
         return (route, lean, path_args) if lean is not None else None
 
     def get_handler_delegate(self, request: tornado.httputil.HTTPServerRequest,
@@ -258,16 +313,17 @@ class Application(tornado.web.Application):
             if stream in self.refused:
                 self.refused.discard(stream)  # the fast lane already tried this request: the handler answers
                 return normal
-        lean = takes_lean(target_class)
-        if lean is None or path_kwargs or not is_plain(request, lean):
+        lean = takes_lean(target_class, "lean_get")
+        if not isinstance(lean, LeanRead) or path_kwargs or not is_plain(request, lean):
             return normal
         assert issubclass(target_class, BaseHandler)
         return LeanGet(self, request, target_class, lean, path_args or [], normal)
 
 
-def takes_lean(route: type[Any]) -> LeanRead | None:
-    """The route's lean read, when it offers one the lean path can admit without a handler."""
-    lean: LeanRead | None = getattr(route, "lean_get", None)
+def takes_lean(route: type[Any], offer: str) -> Any:
+    """The route's ``offer`` (``lean_get`` or ``lean_post``), when it has one the lean path can admit
+    without a handler."""
+    lean = getattr(route, offer, None)
     if lean is None or not issubclass(route, BaseHandler) or not isinstance(route.ability, str):
         return None  # (an ability that depends on the request is a property: only a handler knows it)
     return lean
