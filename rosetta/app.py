@@ -250,7 +250,7 @@ class RosettaApp:
         if self.server is not None:
             self.server.stop()
             if self.fast_lane is not None:
-                self.fast_lane.close_all()
+                await self.fast_lane.close_all()
                 self.fast_lane = None
             await self.server.close_all_connections()
             self.server = None

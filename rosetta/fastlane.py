@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("rosetta.http")
 
 PEEK_BYTES = 8192  # a longer request (head and body) is Tornado's (its own bound on a head is 64 KiB)
+SHUTDOWN_WAIT_S = 10.0  # how long shutdown waits for the answers being made
 IDLE_SWEEP_S = 10.0  # how often idle connections are looked for; they live idle_timeout_s to this much more
 # The method (group 1) and the target (2): a path of unreserved characters (3) and, for a GET, an
 # optional query (4).
@@ -185,8 +186,8 @@ class FastLane:
         """Take back a connection between two requests if Tornado's lean path answered the last one.
 
         Called by the server before Tornado reads a connection's next request. A client that mixes
-        requests on one connection (a browser, a proxy) reads history again after it sends: its
-        first read after another request costs Tornado's lean path, the rest the lane's. The socket is
+        requests on one connection (a browser, a proxy) comes back to history after other requests:
+        its first read after them costs Tornado's lean path, the rest the lane's. The socket is
         duplicated and Tornado's stream closed, which ends Tornado's request loop as a client leaving
         would (the server counts it closed, then open again here). Not when Tornado has already read
         bytes of the next request: they are in its buffer, not in the kernel.
@@ -213,12 +214,18 @@ class FastLane:
             connection.close()
         return len(idle)
 
-    def close_all(self) -> None:
-        for connection in list(self.connections):
-            connection.close()
+    async def close_all(self) -> None:
+        """Shutdown: answers being made are finished first (a send may be writing), then all close."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        for connection in [c for c in self.connections if c.task is None]:
+            connection.close()
+        answering = [c.task for c in self.connections if c.task is not None]
+        if answering:
+            await asyncio.wait(answering, timeout=SHUTDOWN_WAIT_S)
+        for connection in list(self.connections):
+            connection.close()
 
     def _sweep(self) -> None:
         self._sweeper = None

@@ -411,3 +411,19 @@ async def test_a_send_whose_body_is_not_all_there_goes_to_tornado(api, server):
     assert (await raw.answer())[0] == 201
     raw.close()
     assert contents((await api.get(path, token=team.owner.token)).body) == ["slow"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_stopping_the_server_finishes_a_send_being_made_in_the_lane(api, server):
+    team = await make_team(api)
+    path = history(team)
+    lane = server.app.fast_lane
+    raw = await Raw.open(server.port)
+    await raw.send(post(path, team.member.token, {"content": "last words"}))
+    await until(lambda: any(connection.task is not None for connection in lane.connections))
+    await server.stop()  # while the send is on its way to the database
+    assert (await raw.answer())[0] == 201
+    assert await raw.at_end()
+    raw.close()
+    await server.start()
+    assert contents((await api.get(path, token=team.owner.token)).body) == ["last words"]
