@@ -40,6 +40,11 @@ class Raw:
         self.writer.write(data)
         await self.writer.drain()
 
+    async def ask(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Send one request and read its answer."""
+        await self.send(request)
+        return await self.answer()
+
     async def answer(self) -> tuple[int, dict[str, str], bytes]:
         head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
         lines = head.decode("latin-1").split("\r\n")
@@ -96,8 +101,7 @@ async def test_a_connection_reads_in_the_lane_until_it_asks_something_else(api, 
     stats, lane = server.app.http.lean_stats, server.app.fast_lane
     raw = await Raw.open(server.port)
     for _ in range(3):
-        await raw.send(get(path, team.owner.token))
-        status, headers, body = await raw.answer()
+        status, headers, body = await raw.ask(get(path, team.owner.token))
         assert status == 200 and contents(body) == ["one"] and "Connection" not in headers
     assert stats.in_fast_lane == 3 and len(lane.connections) == 1
 
@@ -105,15 +109,13 @@ async def test_a_connection_reads_in_the_lane_until_it_asks_something_else(api, 
     assert (await raw.answer())[0] == 200
     assert not lane.connections  # Tornado holds the connection now
     assert (await api.post(path, {"content": "two"}, token=team.member.token)).status == 201
-    await raw.send(get(path, team.owner.token))
-    status, _, body = await raw.answer()
+    status, _, body = await raw.ask(get(path, team.owner.token))
     assert status == 200 and contents(body) == ["two", "one"]
     assert (stats.answered, stats.in_fast_lane) == (4, 3)  # Tornado's lean path answered that one
     # ... and the lane takes the connection back before its next request.
     await until(lambda: len(lane.connections) == 1)
     for _ in range(2):
-        await raw.send(get(path, team.owner.token))
-        status, _, body = await raw.answer()
+        status, _, body = await raw.ask(get(path, team.owner.token))
         assert status == 200 and contents(body) == ["two", "one"]
     assert (stats.answered, stats.in_fast_lane) == (6, 5)
     raw.close()
@@ -125,8 +127,7 @@ async def test_a_connection_that_only_asks_other_routes_stays_with_tornado(api, 
     lane = server.app.fast_lane
     raw = await Raw.open(server.port)
     for _ in range(3):
-        await raw.send(get("/me", team.member.token))
-        assert (await raw.answer())[0] == 200
+        assert (await raw.ask(get("/me", team.member.token)))[0] == 200
         assert not lane.connections  # no read answered by the lean path: nothing to take back
     raw.close()
 
@@ -172,8 +173,7 @@ async def test_heads_the_lane_does_not_take_reach_tornado_unread(api, server):
     ]
     for request, status in cases:
         raw = await Raw.open(server.port)
-        await raw.send(request)
-        assert (await raw.answer())[0] == status, request[:120]
+        assert (await raw.ask(request))[0] == status, request[:120]
         raw.close()
     assert stats.in_fast_lane == 0
     assert stats.answered == 3  # Tornado's lean path: the HTTP/1.0, upgrade and padded reads
@@ -188,8 +188,7 @@ async def test_a_head_split_over_two_reads_goes_to_tornado(api, server):
     await until(lambda: len(lane.connections) == 1)
     await raw.send(request[:20])
     await until(lambda: not lane.connections)  # handed over on the first, incomplete read
-    await raw.send(request[20:])
-    assert (await raw.answer())[0] == 200
+    assert (await raw.ask(request[20:]))[0] == 200
     assert server.app.http.lean_stats.in_fast_lane == 0
     raw.close()
 
@@ -198,8 +197,7 @@ async def test_a_head_split_over_two_reads_goes_to_tornado(api, server):
 async def test_connection_close_is_answered_then_the_connection_ends(api, server):
     team = await make_team(api)
     raw = await Raw.open(server.port)
-    await raw.send(get(history(team), team.owner.token, "Connection: close"))
-    status, headers, _ = await raw.answer()
+    status, headers, _ = await raw.ask(get(history(team), team.owner.token, "Connection: close"))
     assert status == 200 and headers["Connection"] == "close"
     assert await raw.at_end()
     raw.close()
@@ -212,12 +210,10 @@ async def test_a_refused_read_is_answered_by_the_handler_and_read_only_once(api,
     team = await make_team(api)
     stats = server.app.http.lean_stats
     raw = await Raw.open(server.port)
-    await raw.send(get(history(team), team.outsider.token))
-    assert (await raw.answer())[0] == 404
+    assert (await raw.ask(get(history(team), team.outsider.token)))[0] == 404
     assert (stats.answered, stats.handed_on) == (0, 1)  # the lane's try; Tornado's lean path did not retry
     assert not server.app.http.refused  # the mark was used up by that one request
-    await raw.send(get(history(team), team.owner.token))
-    assert (await raw.answer())[0] == 200
+    assert (await raw.ask(get(history(team), team.owner.token)))[0] == 200
     assert (stats.answered, stats.in_fast_lane) == (1, 0)
     raw.close()
 
@@ -227,8 +223,7 @@ async def test_idle_connections_are_closed_after_the_idle_timeout(api, server):
     team = await make_team(api)
     lane = server.app.fast_lane
     reader = await Raw.open(server.port)
-    await reader.send(get(history(team), team.owner.token))
-    assert (await reader.answer())[0] == 200
+    assert (await reader.ask(get(history(team), team.owner.token)))[0] == 200
     silent = await Raw.open(server.port)  # never sends a byte
     await until(lambda: len(lane.connections) == 2)
     assert lane.close_idle(time.monotonic()) == 0
@@ -266,8 +261,7 @@ async def test_an_answer_larger_than_the_kernel_takes_at_once_arrives_whole(api,
 async def test_stopping_the_server_closes_the_lanes_connections(api, server):
     team = await make_team(api)
     raw = await Raw.open(server.port)
-    await raw.send(get(history(team), team.owner.token))
-    assert (await raw.answer())[0] == 200
+    assert (await raw.ask(get(history(team), team.owner.token)))[0] == 200
     await server.restart()
     assert await raw.at_end()
     raw.close()
@@ -278,8 +272,7 @@ async def test_stopping_the_server_closes_the_lanes_connections(api, server):
 async def test_with_the_lane_off_tornado_reads_every_request(api, server):
     team = await make_team(api)
     raw = await Raw.open(server.port)
-    await raw.send(get(history(team), team.owner.token))
-    assert (await raw.answer())[0] == 200
+    assert (await raw.ask(get(history(team), team.owner.token)))[0] == 200
     assert server.app.fast_lane is None
     assert (server.app.http.lean_stats.answered, server.app.http.lean_stats.in_fast_lane) == (1, 0)
     raw.close()
@@ -301,11 +294,9 @@ async def test_a_send_is_answered_in_the_lane_as_the_handler_answers_it(api, ser
     stats = server.app.http.lean_stats
     raw = await Raw.open(server.port)
     sent = stats.written_in_fast_lane
-    await raw.send(post(path, team.member.token, {"content": "lane"}))
-    lane_status, lane_headers, lane_body = await raw.answer()
+    lane_status, lane_headers, lane_body = await raw.ask(post(path, team.member.token, {"content": "lane"}))
     assert stats.written_in_fast_lane == sent + 1 and len(server.app.fast_lane.connections) == 1
-    await raw.send(post(tornado_path(path), team.member.token, {"content": "handler"}))
-    status, headers, body = await raw.answer()
+    status, headers, body = await raw.ask(post(tornado_path(path), team.member.token, {"content": "handler"}))
     assert stats.written_in_fast_lane == sent + 1 and not server.app.fast_lane.connections
     raw.close()
 
@@ -338,12 +329,10 @@ async def test_a_send_refused_before_it_writes_is_the_handlers_and_writes_nothin
     ]
     for request, status in cases:
         raw = await Raw.open(server.port)
-        await raw.send(request)
-        answer = await raw.answer()
+        answer = await raw.ask(request)
         assert answer[0] == status, (request[-60:], answer)
         handler = await Raw.open(server.port)  # the same request, read by Tornado: the same answer
-        await handler.send(request.replace(b" HTTP/1.1", b"?via=tornado HTTP/1.1", 1))
-        assert (await handler.answer())[::2] == answer[::2]
+        assert (await handler.ask(request.replace(b" HTTP/1.1", b"?via=tornado HTTP/1.1", 1)))[::2] == answer[::2]
         raw.close()
         handler.close()
     assert stats.written_in_fast_lane == sent
@@ -359,10 +348,8 @@ async def test_a_send_that_fails_in_its_write_is_answered_by_the_lane_as_the_han
     sent = stats.written_in_fast_lane
     orphan = {"content": "re", "parent_message_id": "01arz3ndektsv4rrffq69g5fav"}  # no such message
     raw = await Raw.open(server.port)
-    await raw.send(post(path, team.member.token, orphan))
-    lane = await raw.answer()
-    await raw.send(post(tornado_path(path), team.member.token, orphan))
-    handler = await raw.answer()
+    lane = await raw.ask(post(path, team.member.token, orphan))
+    handler = await raw.ask(post(tornado_path(path), team.member.token, orphan))
     raw.close()
     assert stats.written_in_fast_lane == sent + 1  # the lane answered its own failed write
     assert lane[0] == handler[0] == 422 and lane[2] == handler[2]
@@ -384,13 +371,11 @@ async def test_the_rate_limit_counts_a_send_once_and_the_handler_answers_429(api
     raw = await Raw.open(server.port)
     remaining = []
     for text in ("one", "two"):
-        await raw.send(post(path, token, {"content": text}))
-        status, headers, _ = await raw.answer()
+        status, headers, _ = await raw.ask(post(path, token, {"content": text}))
         assert status == 201
         remaining.append(headers["X-Ratelimit-Remaining"])
     assert remaining == ["1", "0"]
-    await raw.send(post(path, token, {"content": "three"}))
-    status, headers, _ = await raw.answer()
+    status, headers, _ = await raw.ask(post(path, token, {"content": "three"}))
     assert status == 429 and headers["Retry-After"]
     assert not server.app.fast_lane.connections  # handed over: the handler answered the 429
     raw.close()
@@ -407,8 +392,7 @@ async def test_a_send_whose_body_is_not_all_there_goes_to_tornado(api, server):
     await until(lambda: len(lane.connections) == 1)
     await raw.send(request[:-5])  # the head and part of the body
     await until(lambda: not lane.connections)
-    await raw.send(request[-5:])
-    assert (await raw.answer())[0] == 201
+    assert (await raw.ask(request[-5:]))[0] == 201
     raw.close()
     assert contents((await api.get(path, token=team.owner.token)).body) == ["slow"]
 
