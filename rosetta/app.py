@@ -28,6 +28,7 @@ from rosetta.handlers import lean
 from rosetta.handlers.auth_web import session_resolver
 from rosetta.handlers.base import NotFoundHandler
 from rosetta.handlers.rooms import guest_resolver
+from rosetta.httpserver import HTTPServer
 from rosetta.jobs import JobRunner
 from rosetta.ratelimit import RateLimiter
 from rosetta.realtime.hub import Hub
@@ -159,7 +160,7 @@ class RosettaApp:
         self.jobs.add("files.sweep", config.files.sweep_interval_s, self.files.sweep)
         # A purged temporary room's files: rows soft-deleted in the purge, bytes removed after (issue 8).
         self.rooms.remove_bytes = lambda names: self.ctx.off_loop(self.files.blobs.remove, names)
-        self.server: balance.HTTPServer | None = None
+        self.server: HTTPServer | None = None
         self.balancer: balance.Balancer | None = None
         self.fast_lane: FastLane | None = None
         self.http: lean.Application | None = None  # the Tornado application, made when the server starts
@@ -211,7 +212,7 @@ class RosettaApp:
         # The largest body any route accepts; JSON routes enforce their own smaller bound in prepare().
         max_body = int(max(server_cfg.max_body_mb, self.config.files.max_upload_mb) * 1024 * 1024) + 64 * 1024
         self.http = self.make_tornado_app()
-        self.server = balance.HTTPServer(self.http, max_body_size=max_body, idle_connection_timeout=IDLE_TIMEOUT_S)
+        self.server = HTTPServer(self.http, max_body_size=max_body, idle_connection_timeout=IDLE_TIMEOUT_S)
         if server_cfg.fast_lane:
             self.fast_lane = FastLane(self.http, self.server, IDLE_TIMEOUT_S)
             self.server.fast_lane = self.fast_lane

@@ -53,7 +53,7 @@ from rosetta.handlers import lean
 from rosetta.handlers.base import bearer_of
 
 if TYPE_CHECKING:
-    from rosetta.balance import HTTPServer
+    from rosetta.httpserver import HTTPServer
 
 log = logging.getLogger("rosetta.http")
 

@@ -125,6 +125,22 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+async def admitted(app: RosettaApp, route: type[BaseHandler], token: str) -> Principal | None:
+    """The token's principal when it may use ``route`` at all (as ``BaseHandler.prepare`` decides)."""
+    principal: Principal | None = await app.tokens.resolve(token)
+    if principal is None or refusal(principal, route.ability, route.allow_guest) is not None:
+        return None
+    return principal
+
+
+def counted(app: RosettaApp, principal: Principal) -> dict[str, str] | None:
+    """Count the request in the principal's ``api`` window: its rate-limit headers, or None past the limit."""
+    verdict = app.limiter.hit("api", rate_key(principal), app.config.limits.api_per_minute, 60)
+    if not verdict.allowed:
+        return None
+    return rate_headers(verdict) if verdict.limit else {}
+
+
 async def plain_answer(app: RosettaApp, route: type[BaseHandler], lean: LeanRead, token: str,
                        query_arguments: dict[str, list[bytes]], path_args: list[bytes]) -> Answer | None:
     """What ``BaseHandler.prepare`` and the route's ``get`` would answer, when that is a 200; else None.
@@ -133,15 +149,13 @@ async def plain_answer(app: RosettaApp, route: type[BaseHandler], lean: LeanRead
     counted last, so a request answered None (and handed to the handler) is counted once. Raises what
     the read raises (ApiError for a 404, a path argument that is not UTF-8): the caller hands on.
     """
-    principal: Principal | None = await app.tokens.resolve(token)
-    if principal is None or refusal(principal, route.ability, route.allow_guest) is not None:
+    principal = await admitted(app, route, token)
+    if principal is None:
         return None
     args = [arg.decode("utf-8") for arg in path_args]  # not UTF-8: handed on, the handler says 400
     body, etag = await lean.read(app, principal, PlainQuery(query_arguments), *args)
-    verdict = app.limiter.hit("api", rate_key(principal), app.config.limits.api_per_minute, 60)
-    if not verdict.allowed:
-        return None
-    return Answer(body, etag, rate_headers(verdict) if verdict.limit else {})
+    rate = counted(app, principal)
+    return Answer(body, etag, rate) if rate is not None else None
 
 
 async def plain_write(app: RosettaApp, route: type[BaseHandler], lean: LeanWrite, token: str, body: bytes,
@@ -154,15 +168,14 @@ async def plain_write(app: RosettaApp, route: type[BaseHandler], lean: LeanWrite
     the handler. Once the write runs, its outcome is the answer, a 201 or the error it raised: it is
     never handed on, or the handler would write again.
     """
-    principal: Principal | None = await app.tokens.resolve(token)
-    if principal is None or refusal(principal, route.ability, route.allow_guest) is not None:
+    principal = await admitted(app, route, token)
+    if principal is None:
         return None
     args = [arg.decode("utf-8") for arg in path_args]
     write = await lean.check(app, principal, body, *args)
-    verdict = app.limiter.hit("api", rate_key(principal), app.config.limits.api_per_minute, 60)
-    if not verdict.allowed:
+    rate = counted(app, principal)
+    if rate is None:
         return None
-    rate = rate_headers(verdict) if verdict.limit else {}
     try:
         data = await write()
     except Exception as exc:
@@ -280,8 +293,8 @@ class Application(tornado.web.Application):
         self.running: set[asyncio.Task[None]] = set()
         self._date: tuple[int, str] = (0, "")
         self.segments: SegmentRouter | None = None  # the API's router, set by RosettaApp: lean_route asks it
-        # Streams the fast lane handed over because its lean read was refused: their next request (the
-        # same one, read again by Tornado) goes straight to the handler instead of being read a third time.
+        # Streams the fast lane handed over because its lean read or send was refused: their next request
+        # (the same one, read again by Tornado) goes straight to the handler instead of being tried again.
         self.refused: weakref.WeakSet[Any] = weakref.WeakSet()
         # With the fast lane on: streams whose last request LeanGet answered (FastLane.reclaim).
         self.back_to_lane: weakref.WeakSet[Any] | None = None
