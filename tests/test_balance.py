@@ -20,7 +20,7 @@ from rosetta.clock import ManualClock
 from tests.cluster_support import KeepAlive, two_workers
 from tests.rest_support import make_team
 from tests.support import Api, Server
-from tests.test_fastlane import Raw, get
+from tests.test_fastlane import Raw, get, until
 
 
 def test_a_connection_on_its_way_counts_for_its_receiver():
@@ -89,17 +89,11 @@ async def test_a_connection_the_fast_lane_holds_counts_until_it_ends(workers):
     first, _ = balancers(workers)
     lane = workers[0].app.fast_lane
     client = await KeepAlive.open(workers[0].port)  # it asks nothing yet: the lane holds it
-    for _ in range(1000):
-        if lane.connections:
-            break
-        await asyncio.sleep(0)
+    await until(lambda: lane.connections)
     assert len(lane.connections) == 1 and first.loads.load(0) == 1
     await client.close()
-    for _ in range(1000):  # the lane reads the end of the stream on its own loop turn
-        if not lane.connections:
-            break
-        await asyncio.sleep(0)
-    assert not lane.connections and first.loads.load(0) == 0
+    await until(lambda: not lane.connections)  # the lane reads the end of the stream on its own turn
+    assert first.loads.load(0) == 0
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -110,20 +104,14 @@ async def test_a_connection_the_lane_takes_back_from_tornado_is_counted_once(wor
     api.close()
     lane = workers[0].app.fast_lane
     path = f"/workspaces/{team.id}/channels/{team.general['id']}/messages"
-    for _ in range(1000):  # the API client's connections (one per request) end on the servers' turns
-        if first.loads.load(0) == first.loads.load(1) == 0:
-            break
-        await asyncio.sleep(0)
-    assert first.loads.load(0) == first.loads.load(1) == 0
+    # The API client's connections (one per request) end on the servers' own turns.
+    await until(lambda: first.loads.load(0) == first.loads.load(1) == 0)
     raw = await Raw.open(workers[0].port)
     for request, status in [(get("/me", team.owner.token), 200),  # to Tornado
                             (get(path, team.owner.token), 200),  # Tornado's lean path, then back to the lane
                             (get(path, team.owner.token), 200)]:
         await raw.send(request)
         assert (await raw.answer())[0] == status
-    for _ in range(1000):  # Tornado's request loop ends on its own loop turn
-        if first.loads.load(0) == 1:
-            break
-        await asyncio.sleep(0)
+    await until(lambda: first.loads.load(0) == 1)  # Tornado's request loop ends on its own turn
     assert len(lane.connections) == 1 and (first.loads.load(0), first.loads.load(1)) == (1, 0)
     raw.close()

@@ -84,13 +84,14 @@ def contents(body: bytes) -> list[str]:
     return [m["original_content"] for m in json.loads(body)["data"]]
 
 
-async def until(condition, turns: int = 1000) -> None:
-    """Let the server (same loop) run until ``condition()``: it acts on what a socket received."""
-    for _ in range(turns):
-        if condition():
-            return
+async def until(condition, within_s: float = 10.0) -> None:
+    """Let the server (same loop) run until ``condition()``: it acts on what a socket received, on its
+    own loop turns, and a read may wait for the database's thread. Fails after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the server did not get there")
         await asyncio.sleep(0)
-    raise AssertionError("the server did not get there")
 
 
 @pytest.mark.gen_test(timeout=30)
