@@ -67,13 +67,15 @@ REQUEST_LINE = re.compile(rb"(GET|POST) ((/[A-Za-z0-9/_.~-]*)(?:\?([A-Za-z0-9=&]
 # Tornado checks it): a control character anywhere, a bare CR or LF included, fails the match.
 HEADER = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*"
                     rb"((?:[\x21-\x7e\x80-\xff](?:[\x21-\x7e\x80-\xff \t]*[\x21-\x7e\x80-\xff])?)?)[ \t]*\Z")
-QUERY_PART = re.compile(rb"([A-Za-z0-9]{1,64})=([0-9A-Za-z]{1,64})\Z")
+# name=value, both what the lean path calls a plain value (lean.PLAIN_VALUE: letters and digits).
+PLAIN = lean.PLAIN_VALUE.pattern.removesuffix(rb"\Z")
+QUERY_PART = re.compile(rb"(" + PLAIN + rb")=(" + PLAIN + rb")\Z")
 DIGITS = re.compile(r"[0-9]{1,9}\Z")
-# Headers that make a request something the lane leaves to Tornado, lower-cased: a conditional or a
-# guest token (as lean.NOT_PLAIN), a body other than a POST's Content-Length one, and what changes
-# the connection itself.
-NOT_PLAIN = frozenset({"transfer-encoding", "if-none-match", "x-rosetta-guest-token", "upgrade", "expect", "te",
-                       "trailer"})
+# Headers that make a request something the lane leaves to Tornado, lower-cased: those that make a
+# GET not plain for the lean path (lean.NOT_PLAIN) except Content-Length, which a POST must carry and
+# parse_plain checks itself, and those that change the connection itself.
+NOT_PLAIN = (frozenset(name.lower() for name in lean.NOT_PLAIN) - {"content-length"}
+             | {"upgrade", "expect", "te", "trailer"})
 
 
 @functools.lru_cache(maxsize=64)
