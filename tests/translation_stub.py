@@ -3,7 +3,10 @@
 ``ProviderStub`` answers LibreTranslate (``POST /translate``, ``GET /languages``), DeepL
 (``POST /v2/translate``, ``GET /v2/languages``) and OpenAI-compatible (``POST /v1/chat/completions``)
 requests by prefixing each text with ``[target] ``, records every request it gets, and can be told to
-fail (HTTP 500), to drop placeholders, or to answer after a delay.
+fail (HTTP 500), to drop placeholders, to answer after a delay or to close each connection after one
+answer. It serves plain HTTP, or HTTPS with ``tests/tls/stub.crt`` (a self-signed certificate for
+127.0.0.1 that ``client_context`` trusts). Each request records the client's address: the connection
+it came on.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
+from pathlib import Path
 from typing import Any
 
 import tornado.httpserver
@@ -18,6 +23,13 @@ import tornado.netutil
 import tornado.web
 
 from rosetta.translation.mask import PLACEHOLDER_RE
+
+TLS_DIR = Path(__file__).parent / "tls"
+
+
+def client_context() -> ssl.SSLContext:
+    """A client context that trusts the stub's certificate (and nothing else)."""
+    return ssl.create_default_context(cafile=str(TLS_DIR / "stub.crt"))
 
 
 class _Base(tornado.web.RequestHandler):
@@ -32,7 +44,10 @@ class _Base(tornado.web.RequestHandler):
             except ValueError:
                 body = self.request.body.decode()
         self.stub.requests.append({"method": self.request.method, "path": self.request.path,
-                                   "query": self.request.query, "headers": dict(self.request.headers), "body": body})
+                                   "query": self.request.query, "headers": dict(self.request.headers), "body": body,
+                                   "connection": self.request.connection.stream.socket.getpeername()})
+        if self.stub.close_each:
+            self.set_header("Connection", "close")  # Tornado closes the connection after this answer
         return body
 
     async def gate(self) -> bool:
@@ -103,19 +118,30 @@ class ChatCompletions(_Base):
 
 
 class ProviderStub:
-    def __init__(self, key: str = "stub-key:fx") -> None:
+    def __init__(self, key: str = "stub-key:fx", tls: bool = False) -> None:
         self.key = key
         self.requests: list[dict[str, Any]] = []
         self.texts = 0  # texts translated (a batch of 3 counts 3)
         self.fail = False
         self.drop_placeholders = False
         self.delay_s = 0.0
+        self.close_each = False
+        self.tls = tls
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def connections(self) -> set[Any]:
+        """The distinct connections requests came on."""
+        return {r["connection"] for r in self.requests}
+
+    async def drop_connections(self) -> None:
+        """Close every open client connection from the server's side, as an idle timeout would."""
+        assert self.server is not None
+        await self.server.close_all_connections()
 
     def calls(self, path: str) -> list[dict[str, Any]]:
         return [r for r in self.requests if r["path"] == path]
@@ -127,7 +153,11 @@ class ProviderStub:
             ("/v2/translate", DeepLTranslate, args), ("/v2/languages", DeepLLanguages, args),
             ("/v1/chat/completions", ChatCompletions, args),
         ])
-        self.server = tornado.httpserver.HTTPServer(app)
+        ssl_options = None
+        if self.tls:
+            ssl_options = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_options.load_cert_chain(TLS_DIR / "stub.crt", TLS_DIR / "stub.key")
+        self.server = tornado.httpserver.HTTPServer(app, ssl_options=ssl_options)
         sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
         self.port = sockets[0].getsockname()[1]
         self.server.add_sockets(sockets)

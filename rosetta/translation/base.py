@@ -11,9 +11,8 @@ import asyncio
 import json
 from typing import Any
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-
 from rosetta.config import TranslationConfig
+from rosetta.translation.keepalive import BadAnswer, KeepAliveClient
 
 
 class ProviderError(Exception):
@@ -29,7 +28,7 @@ class Provider:
         self.config = config
         self.batch_size = config.batch_size
         self._semaphore = asyncio.Semaphore(config.concurrency)
-        self._http: AsyncHTTPClient | None = None
+        self._http: KeepAliveClient | None = None
         self.calls = 0  # engine calls made, for the benchmark and `doctor`
 
     @property
@@ -65,10 +64,10 @@ class Provider:
     # HTTP -----------------------------------------------------------------------------------------
 
     @property
-    def http(self) -> AsyncHTTPClient:
+    def http(self) -> KeepAliveClient:
         if self._http is None:
-            # Our own instance (closed in close()); max_clients above the semaphore so calls never queue twice.
-            self._http = AsyncHTTPClient(force_instance=True, max_clients=self.config.concurrency + 4)
+            # Idle connections kept: one per call the semaphore lets run at once, plus the languages call.
+            self._http = KeepAliveClient(max_idle=self.config.concurrency + 1)
         return self._http
 
     async def request_json(self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None,
@@ -79,18 +78,17 @@ class Provider:
         if body is not None:
             payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
             all_headers.setdefault("Content-Type", "application/json")
-        timeout = self.config.timeout_s
-        request = HTTPRequest(url, method=method, headers=all_headers, body=payload, connect_timeout=timeout,
-                              request_timeout=timeout, follow_redirects=False)
         try:
-            response = await self.http.fetch(request)
-        except HTTPClientError as exc:
-            detail = exc.response.body[:200].decode("utf-8", "replace") if exc.response and exc.response.body else ""
-            raise ProviderError(f"{self.name} {url} answered {exc.code} {detail}".strip()) from None
-        except (TimeoutError, OSError) as exc:
+            answer = await self.http.fetch(method, url, all_headers, payload, self.config.timeout_s)
+        except TimeoutError:
+            raise ProviderError(f"{self.name} {url}: no answer within {self.config.timeout_s:g} s") from None
+        except (OSError, BadAnswer) as exc:
             raise ProviderError(f"{self.name} {url} unreachable: {exc}") from None
+        if not 200 <= answer.code < 300:
+            detail = answer.body[:200].decode("utf-8", "replace")
+            raise ProviderError(f"{self.name} {url} answered {answer.code} {detail}".strip())
         try:
-            return json.loads(response.body)
+            return json.loads(answer.body)
         except (ValueError, UnicodeDecodeError):
             raise ProviderError(f"{self.name} {url} answered something that is not JSON") from None
 
