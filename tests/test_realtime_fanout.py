@@ -1,0 +1,56 @@
+"""A large fan-out shares the loop: the hub offers an event to a few dozen connections at a time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from rosetta.realtime import hub as hub_module
+from rosetta.realtime.hub import OFFERS_BETWEEN_YIELDS
+from rosetta.store import events as event_store
+from tests.support import Server, register, workspace_with
+from tests.test_realtime import Clients, channel_path, events, post
+
+CONNECTIONS = 2 * OFFERS_BETWEEN_YIELDS + 1  # three chunks, the last of one connection
+
+
+@pytest.fixture
+def rt(server: Server) -> Iterator[Clients]:
+    clients = Clients(server)
+    yield clients
+    clients.close()
+
+
+@pytest.fixture
+def server_overrides() -> dict:
+    return {"realtime": {"max_connections_per_principal": CONNECTIONS}}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_fan_out_gives_the_loop_back_between_chunks_and_reaches_everyone_in_order(server, api, rt):
+    ana = await register(api, "Ana")
+    team = await workspace_with(api, ana)
+    sockets = [(await rt.hello(ana.token))[0] for _ in range(CONNECTIONS)]
+    for n in range(2):
+        await post(api, channel_path(team), f"hello {n}", ana.token)
+    received = [await events(ws, 2) for ws in sockets]
+    assert all([f["data"]["original_content"] for f in got] == ["hello 0", "hello 1"] for got in received)
+    seq = received[0][1]["seq"]
+
+    # Offer the last event again (the connections skip it: they sent it already) and watch the loop's turns.
+    hub = server.app.hub
+    [row] = await event_store.after(server.app.db.reader, seq - 1, 1)
+    before = hub.delivered
+    delivering = asyncio.ensure_future(hub._deliver([hub_module._event(row)]))
+    while hub.delivered == before:  # noqa: ASYNC110 - stepping the loop one turn at a time is the point
+        await asyncio.sleep(0)
+    assert hub.delivered - before == OFFERS_BETWEEN_YIELDS  # the loop had a turn after the first chunk
+    await delivering
+    assert hub.delivered - before == CONNECTIONS
+    # Nobody got it twice: the next event every socket reads is the next message.
+    await post(api, channel_path(team), "after", ana.token)
+    for ws in sockets:
+        [got] = await events(ws, 1)
+        assert got["data"]["original_content"] == "after"
