@@ -47,6 +47,7 @@ async def test_calls_one_after_another_share_one_connection(stub):
         assert len(stub.connections()) == 1
         assert provider.http.connections_opened == 1
         assert stub.requests[0]["headers"]["Host"] == f"127.0.0.1:{stub.port}"
+        assert stub.requests[0]["headers"]["Accept-Encoding"] == "identity"
     finally:
         provider.close()
 

@@ -172,6 +172,9 @@ class KeepAliveClient:
         scheme, host, port = origin
         head = httputil.HTTPHeaders(headers)
         head["Host"] = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+        # Without Accept-Encoding any coding is acceptable (RFC 9110 §12.5.3); answers are small, and
+        # an uncompressed one can be bounded by its size on the wire.
+        head["Accept-Encoding"] = "identity"
         if body is not None:
             head["Content-Length"] = str(len(body))
         stream.set_nodelay(True)  # Tornado turns Nagle back on after each request; a request is one write
