@@ -12,20 +12,13 @@ from rosetta.translation.keepalive import BadAnswer, KeepAliveClient
 from tests.translation_stub import ProviderStub, client_context
 
 
-def started(io_loop, stub: ProviderStub):
+@pytest.fixture
+def tls_stub(io_loop):
+    """The conftest's ``stub``, serving HTTPS."""
+    stub = ProviderStub(tls=True)
     io_loop.run_sync(stub.start)
     yield stub
     io_loop.run_sync(stub.stop)
-
-
-@pytest.fixture
-def stub(io_loop):
-    yield from started(io_loop, ProviderStub())
-
-
-@pytest.fixture
-def tls_stub(io_loop):
-    yield from started(io_loop, ProviderStub(tls=True))
 
 
 def libre(stub: ProviderStub, **extra):

@@ -17,14 +17,6 @@ from tests.support import register
 from tests.translation_stub import ProviderStub
 
 
-@pytest.fixture
-def stub(io_loop):
-    provider = ProviderStub()
-    io_loop.run_sync(provider.start)
-    yield provider
-    io_loop.run_sync(provider.stop)
-
-
 def make(stub: ProviderStub, provider: str, **extra):
     return build_provider(TranslationConfig(provider=provider, **{"url": stub.url, **extra}))
 
