@@ -112,7 +112,7 @@ class KeepAliveClient:
             raise BadAnswer(f"not an http(s) URL: {url}")
         origin: Origin = (parts.scheme, parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme])
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        deadline = time.monotonic() + timeout_s
+        deadline = asyncio.get_running_loop().time() + timeout_s  # the loop's clock, which asyncio.timeout_at takes
         stream = self._take(origin)
         if stream is not None:
             try:
@@ -123,7 +123,9 @@ class KeepAliveClient:
         try:
             return await self._exchange(origin, stream, method, target, headers, body, deadline)
         except _NoAnswer as failed:
-            raise StreamClosedError(real_error=failed.__cause__ or failed) from None
+            if isinstance(failed.__cause__, OSError):
+                raise failed.__cause__ from None  # e.g. the connection was reset: say so
+            raise BadAnswer("no answer: the connection closed, or the answer's head was malformed") from None
 
     def close(self) -> None:
         for streams in self._idle.values():
@@ -156,7 +158,7 @@ class KeepAliveClient:
 
     async def _connect(self, origin: Origin, deadline: float) -> IOStream:
         scheme, host, port = origin
-        remaining = max(deadline - time.monotonic(), 0.0)
+        remaining = max(deadline - asyncio.get_running_loop().time(), 0.0)
         context = None
         if scheme == "https":
             context = self.ssl_context or ssl.create_default_context()
@@ -181,7 +183,7 @@ class KeepAliveClient:
         connection = HTTP1Connection(stream, True, self._params)
         collect = _Collect()
         try:
-            async with asyncio.timeout_at(asyncio.get_running_loop().time() + deadline - time.monotonic()):
+            async with asyncio.timeout_at(deadline):
                 await connection.write_headers(httputil.RequestStartLine(method, target, "HTTP/1.1"), head, body)
                 connection.finish()
                 await connection.read_response(collect)
