@@ -12,7 +12,7 @@ from tornado.ioloop import IOLoop
 from rosetta.clock import ManualClock
 from tests.authkit import Mailbox
 from tests.peers import Receiver
-from tests.support import Api, Server, test_config
+from tests.support import Api, Clients, Server, test_config
 from tests.translation_stub import ProviderStub
 
 START = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
@@ -42,6 +42,14 @@ def api(server: Server) -> Iterator[Api]:
     client = Api(server)
     yield client
     client.close()
+
+
+@pytest.fixture
+def rt(server: Server) -> Iterator[Clients]:
+    """The test's WebSocket clients to the realtime endpoint, closed at teardown."""
+    clients = Clients(server)
+    yield clients
+    clients.close()
 
 
 @pytest.fixture

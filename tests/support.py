@@ -2,17 +2,19 @@
 
 ``Server`` starts the real application in the test's IOLoop (pytest-tornado's ``io_loop``), with a
 ``ManualClock`` the test moves and background jobs off (tests call ``app.jobs.run_once``).
-``Api`` talks to it over real HTTP.
+``Api`` talks to it over real HTTP, ``Clients`` over real WebSockets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from rosetta.app import RosettaApp
 from rosetta.clock import ManualClock
@@ -162,3 +164,37 @@ async def workspace_with(api: Api, owner: User, *members: User, name: str = "Tea
     channels = await api.get(f"/workspaces/{workspace['id']}/channels", token=owner.token)
     workspace["general"] = next(c for c in channels.json["data"] if c["slug"] == "general")
     return workspace
+
+
+class Clients:
+    """Every socket a test opens, closed at teardown (an unclosed client is a ResourceWarning)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.open: list[WebSocketClientConnection] = []
+
+    async def connect(self, token: str | None = None, query: str = "",
+                      headers: dict[str, str] | None = None) -> WebSocketClientConnection:
+        params = [f"access_token={token}"] if token else []
+        if query:
+            params.append(query)
+        url = f"ws://127.0.0.1:{self.server.port}/api/v1/realtime" + ("?" + "&".join(params) if params else "")
+        ws = await websocket_connect(HTTPRequest(url, headers=headers or {}))
+        self.open.append(ws)
+        return ws
+
+    async def hello(self, token: str, query: str = "") -> tuple[WebSocketClientConnection, dict[str, Any]]:
+        ws = await self.connect(token, query)
+        first = await frame(ws)
+        assert first is not None and first["type"] == "hello", first
+        return ws, first
+
+    def close(self) -> None:
+        for ws in self.open:
+            ws.close()
+
+
+async def frame(ws: WebSocketClientConnection, timeout: float = 5.0) -> dict[str, Any] | None:
+    """The next frame, or None when the server closed the socket."""
+    raw = await asyncio.wait_for(ws.read_message(), timeout)
+    return None if raw is None else json.loads(raw)

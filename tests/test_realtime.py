@@ -5,57 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.httpclient import HTTPClientError
+from tornado.websocket import WebSocketClientConnection
 
-from tests.support import Server, register, workspace_with
+from tests.support import frame, register, workspace_with
 
 WAIT_S = 2.0  # "B receives A's message within 2 s"
-
-
-class Clients:
-    """Every socket a test opens, closed at teardown (an unclosed client is a ResourceWarning)."""
-
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.open: list[WebSocketClientConnection] = []
-
-    async def connect(self, token: str | None = None, query: str = "",
-                      headers: dict[str, str] | None = None) -> WebSocketClientConnection:
-        params = [f"access_token={token}"] if token else []
-        if query:
-            params.append(query)
-        url = f"ws://127.0.0.1:{self.server.port}/api/v1/realtime" + ("?" + "&".join(params) if params else "")
-        ws = await websocket_connect(HTTPRequest(url, headers=headers or {}))
-        self.open.append(ws)
-        return ws
-
-    async def hello(self, token: str, query: str = "") -> tuple[WebSocketClientConnection, dict[str, Any]]:
-        ws = await self.connect(token, query)
-        first = await frame(ws)
-        assert first is not None and first["type"] == "hello", first
-        return ws, first
-
-    def close(self) -> None:
-        for ws in self.open:
-            ws.close()
-
-
-@pytest.fixture
-def rt(server: Server) -> Iterator[Clients]:
-    clients = Clients(server)
-    yield clients
-    clients.close()
-
-
-async def frame(ws: WebSocketClientConnection, timeout: float = 5.0) -> dict[str, Any] | None:
-    """The next frame, or None when the server closed the socket."""
-    raw = await asyncio.wait_for(ws.read_message(), timeout)
-    return None if raw is None else json.loads(raw)
 
 
 async def events(ws: WebSocketClientConnection, count: int) -> list[dict[str, Any]]:

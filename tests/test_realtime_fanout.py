@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 
 from rosetta.realtime import hub as hub_module
 from rosetta.realtime.hub import OFFERS_BETWEEN_YIELDS
 from rosetta.store import events as event_store
-from tests.support import Server, register, workspace_with
-from tests.test_realtime import Clients, channel_path, events, post
+from tests.support import register, workspace_with
+from tests.test_realtime import channel_path, events, post
 
 CONNECTIONS = 2 * OFFERS_BETWEEN_YIELDS + 1  # three chunks, the last of one connection
-
-
-@pytest.fixture
-def rt(server: Server) -> Iterator[Clients]:
-    clients = Clients(server)
-    yield clients
-    clients.close()
 
 
 @pytest.fixture

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.support import Server, register, workspace_with
-from tests.test_realtime import Clients, barrier, channel_path, drain_to_fence, post, until
+from tests.support import register, workspace_with
+from tests.test_realtime import barrier, channel_path, drain_to_fence, post, until
 
 SPANISH = "Hola a todos, ¿cómo están hoy? Nos vemos mañana en la oficina."
 
@@ -15,13 +13,6 @@ SPANISH = "Hola a todos, ¿cómo están hoy? Nos vemos mañana en la oficina."
 @pytest.fixture
 def server_overrides(stub):
     return {"translation": {"provider": "libretranslate", "url": stub.url, "max_attempts": 3}}
-
-
-@pytest.fixture
-def rt(server: Server) -> Iterator[Clients]:
-    clients = Clients(server)
-    yield clients
-    clients.close()
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,17 +10,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection
 
 from tests.authkit import Browser
-from tests.support import Server, register, workspace_with
-from tests.test_realtime import Clients, frame
+from tests.support import frame, register, workspace_with
 
 GUEST = "X-Rosetta-Guest-Token"
-
-
-@pytest.fixture
-def rt(server: Server) -> Iterator[Clients]:
-    clients = Clients(server)
-    yield clients
-    clients.close()
 
 
 async def presence(ws: WebSocketClientConnection) -> list[dict[str, Any]]:

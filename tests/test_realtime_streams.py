@@ -6,21 +6,13 @@ import asyncio
 import json
 import socket
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
 from tests.support import Server, register, workspace_with
-from tests.test_realtime import Clients, channel_path, events, post, until
-
-
-@pytest.fixture
-def rt(server: Server) -> Iterator[Clients]:
-    clients = Clients(server)
-    yield clients
-    clients.close()
+from tests.test_realtime import channel_path, events, post, until
 
 
 class SseClient:

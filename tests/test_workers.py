@@ -25,9 +25,9 @@ from tornado.ioloop import IOLoop
 from rosetta import affinity
 from rosetta.clock import ManualClock
 from tests.cluster_support import KeepAlive, two_workers
-from tests.support import Api, Server, register, workspace_with
+from tests.support import Api, Clients, Server, frame, register, workspace_with
 from tests.test_cli import cli_env
-from tests.test_realtime import Clients, events, frame, post
+from tests.test_realtime import events, post
 from tests.test_realtime_presence import presence_until, quiet
 
 T = TypeVar("T")
