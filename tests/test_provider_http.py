@@ -46,6 +46,18 @@ async def test_calls_one_after_another_share_one_connection(stub):
 
 
 @pytest.mark.gen_test
+async def test_a_chunked_answer_is_read_whole_and_its_connection_kept(stub):
+    stub.chunked = True
+    provider = libre(stub)
+    try:
+        assert await provider.translate(["uno", "dos"], "es", "en") == ["[en] uno", "[en] dos"]
+        assert await provider.translate(["tres"], "es", "en") == ["[en] tres"]
+        assert len(stub.connections()) == 1
+    finally:
+        provider.close()
+
+
+@pytest.mark.gen_test
 async def test_parallel_calls_open_at_most_the_concurrency_and_keep_them(stub):
     stub.delay_s = 0.05  # the calls overlap
     provider = libre(stub, batch_size=1, concurrency=2)

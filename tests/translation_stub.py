@@ -3,10 +3,10 @@
 ``ProviderStub`` answers LibreTranslate (``POST /translate``, ``GET /languages``), DeepL
 (``POST /v2/translate``, ``GET /v2/languages``) and OpenAI-compatible (``POST /v1/chat/completions``)
 requests by prefixing each text with ``[target] ``, records every request it gets, and can be told to
-fail (HTTP 500), to drop placeholders, to answer after a delay or to close each connection after one
-answer. It serves plain HTTP, or HTTPS with ``tests/tls/stub.crt`` (a self-signed certificate for
-127.0.0.1 that ``client_context`` trusts). Each request records the client's address: the connection
-it came on.
+fail (HTTP 500), to drop placeholders, to answer after a delay, to close each connection after one
+answer, or to answer in chunked encoding. It serves plain HTTP, or HTTPS with ``tests/tls/stub.crt``
+(a self-signed certificate for 127.0.0.1 that ``client_context`` trusts). Each request records the
+client's address: the connection it came on.
 """
 
 from __future__ import annotations
@@ -73,7 +73,13 @@ class LibreTranslate(_Base):
             return
         q = body["q"]
         texts = [self.fake(t, body["target"]) for t in (q if isinstance(q, list) else [q])]
-        self.finish({"translatedText": texts if isinstance(q, list) else texts[0]})
+        answer = json.dumps({"translatedText": texts if isinstance(q, list) else texts[0]})
+        if self.stub.chunked:  # flushed before it ends: Tornado frames it with chunked encoding
+            self.set_header("Content-Type", "application/json")
+            self.write(answer[:10])
+            await self.flush()
+            answer = answer[10:]
+        self.finish(answer)
 
 
 class LibreLanguages(_Base):
@@ -126,6 +132,7 @@ class ProviderStub:
         self.drop_placeholders = False
         self.delay_s = 0.0
         self.close_each = False
+        self.chunked = False  # LibreTranslate answers in chunked encoding
         self.tls = tls
         self.server: tornado.httpserver.HTTPServer | None = None
         self.port = 0

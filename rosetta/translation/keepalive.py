@@ -78,7 +78,10 @@ class _Collect(httputil.HTTPMessageDelegate):
     def reusable(self) -> bool:
         """May the connection carry another request after this response?"""
         assert self.start is not None
-        framed = "Content-Length" in self.headers or httputil.is_transfer_encoding_chunked(self.headers)
+        # Tornado read the body by these headers and refused any other framing, so either one means
+        # the answer ended where it said; without both it ran to the connection's close.
+        chunked = self.headers.get("Transfer-Encoding", "").lower() == "chunked"
+        framed = "Content-Length" in self.headers or chunked
         closing = self.headers.get("Connection", "").lower() == "close"
         return self.start.version == "HTTP/1.1" and framed and not closing
 
