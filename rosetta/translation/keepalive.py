@@ -164,7 +164,9 @@ class KeepAliveClient:
         remaining = max(deadline - asyncio.get_running_loop().time(), 0.0)
         context = None
         if scheme == "https":
-            context = self.ssl_context or ssl.create_default_context()
+            if self.ssl_context is None:  # made once: loading the system's trust store takes milliseconds
+                self.ssl_context = ssl.create_default_context()
+            context = self.ssl_context
         stream = await self._tcp.connect(host, port, ssl_options=context,
                                          max_buffer_size=self.max_answer_bytes + MAX_HEAD_BYTES,
                                          timeout=datetime.timedelta(seconds=remaining))
