@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from rosetta.config import TranslationConfig
-from rosetta.translation.base import ProviderError, build_provider
+from rosetta.translation.base import Provider, ProviderError, build_provider
 from rosetta.translation.keepalive import BadAnswer, KeepAliveClient
 from tests.translation_stub import ProviderStub, client_context
 
@@ -21,8 +23,14 @@ def tls_stub(io_loop):
     io_loop.run_sync(stub.stop)
 
 
-def libre(stub: ProviderStub, **extra):
-    return build_provider(TranslationConfig(provider="libretranslate", url=stub.url, **extra))
+@contextmanager
+def libre(stub: ProviderStub, **extra) -> Iterator[Provider]:
+    """A LibreTranslate provider for ``stub``, its connections closed after the block."""
+    provider = build_provider(TranslationConfig(provider="libretranslate", url=stub.url, **extra))
+    try:
+        yield provider
+    finally:
+        provider.close()
 
 
 def translate_body(text: str) -> bytes:
@@ -31,8 +39,7 @@ def translate_body(text: str) -> bytes:
 
 @pytest.mark.gen_test
 async def test_calls_one_after_another_share_one_connection(stub):
-    provider = libre(stub)
-    try:
+    with libre(stub) as provider:
         for word in ("uno", "dos", "tres"):
             assert await provider.translate([word], "es", "en") == [f"[en] {word}"]
         assert await provider.languages()
@@ -41,40 +48,31 @@ async def test_calls_one_after_another_share_one_connection(stub):
         assert provider.http.connections_opened == 1
         assert stub.requests[0]["headers"]["Host"] == f"127.0.0.1:{stub.port}"
         assert stub.requests[0]["headers"]["Accept-Encoding"] == "identity"
-    finally:
-        provider.close()
 
 
 @pytest.mark.gen_test
 async def test_a_chunked_answer_is_read_whole_and_its_connection_kept(stub):
     stub.chunked = True
-    provider = libre(stub)
-    try:
+    with libre(stub) as provider:
         assert await provider.translate(["uno", "dos"], "es", "en") == ["[en] uno", "[en] dos"]
         assert await provider.translate(["tres"], "es", "en") == ["[en] tres"]
         assert len(stub.connections()) == 1
-    finally:
-        provider.close()
 
 
 @pytest.mark.gen_test
 async def test_parallel_calls_open_at_most_the_concurrency_and_keep_them(stub):
     stub.delay_s = 0.05  # the calls overlap
-    provider = libre(stub, batch_size=1, concurrency=2)
-    try:
+    with libre(stub, batch_size=1, concurrency=2) as provider:
         assert await provider.translate(["a", "b", "c", "d"], "es", "en") == ["[en] a", "[en] b", "[en] c", "[en] d"]
         assert len(stub.connections()) == 2
         assert provider.http.idle_count() == 2
         await provider.translate(["e", "f"], "es", "en")
         assert len(stub.connections()) == 2  # the same two again
-    finally:
-        provider.close()
 
 
 @pytest.mark.gen_test
 async def test_a_connection_the_engine_closed_while_idle_is_replaced_without_an_error(stub):
-    provider = libre(stub)
-    try:
+    with libre(stub) as provider:
         await provider.translate(["uno"], "es", "en")
         await stub.drop_connections()  # as the engine's idle timeout would
         assert await provider.translate(["dos"], "es", "en") == ["[en] dos"]
@@ -82,27 +80,21 @@ async def test_a_connection_the_engine_closed_while_idle_is_replaced_without_an_
         assert len(stub.calls("/translate")) == 2  # the failed try never reached the engine
         assert await provider.translate(["tres"], "es", "en") == ["[en] tres"]
         assert len(stub.connections()) == 2  # the new one is kept
-    finally:
-        provider.close()
 
 
 @pytest.mark.gen_test
 async def test_an_answer_saying_connection_close_is_not_reused(stub):
     stub.close_each = True
-    provider = libre(stub)
-    try:
+    with libre(stub) as provider:
         await provider.translate(["uno"], "es", "en")
         await provider.translate(["dos"], "es", "en")
         assert len(stub.connections()) == 2
         assert provider.http.idle_count() == 0
-    finally:
-        provider.close()
 
 
 @pytest.mark.gen_test
 async def test_a_timed_out_call_drops_its_connection(stub):
-    provider = libre(stub, timeout_s=0.1)
-    try:
+    with libre(stub, timeout_s=0.1) as provider:
         await provider.translate(["uno"], "es", "en")
         stub.delay_s = 0.5
         with pytest.raises(ProviderError, match=r"no answer within 0\.1 s"):
@@ -111,8 +103,6 @@ async def test_a_timed_out_call_drops_its_connection(stub):
         stub.delay_s = 0.0
         assert await provider.translate(["tres"], "es", "en") == ["[en] tres"]
         assert len(stub.connections()) == 2
-    finally:
-        provider.close()
 
 
 @pytest.mark.gen_test
@@ -130,16 +120,13 @@ async def test_an_answer_over_the_size_limit_is_refused_and_the_next_call_works(
 
 @pytest.mark.gen_test
 async def test_engine_errors_and_bad_urls_are_provider_errors(stub):
-    provider = libre(stub)
-    try:
+    with libre(stub) as provider:
         stub.fail = True
         with pytest.raises(ProviderError, match="answered 500"):
             await provider.translate(["uno"], "es", "en")
         stub.fail = False
         assert await provider.translate(["dos"], "es", "en") == ["[en] dos"]
         assert len(stub.connections()) == 1  # an error answer is still a whole answer: the connection stays
-    finally:
-        provider.close()
     ftp = build_provider(TranslationConfig(provider="libretranslate", url="ftp://127.0.0.1:1"))
     with pytest.raises(ProviderError, match="not an http"):
         await ftp.translate(["uno"], "es", "en")
@@ -155,10 +142,7 @@ async def test_https_engine_certificate_checked_and_connection_kept(tls_stub):
         assert len(tls_stub.connections()) == 1
     finally:
         client.close()
-    untrusting = libre(tls_stub)  # the system's trust store does not know the stub's certificate
-    try:
+    with libre(tls_stub) as untrusting:  # the system's trust store does not know the stub's certificate
         with pytest.raises(ProviderError, match="CERTIFICATE_VERIFY_FAILED"):
             await untrusting.translate(["tres"], "es", "en")
-    finally:
-        untrusting.close()
     assert len(tls_stub.calls("/translate")) == 2
