@@ -17,9 +17,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from rosetta.config import Config
 from rosetta.store.db import migration_files, pending_migrations
-
-DEEPL_FREE_URL = "https://api-free.deepl.com"
-DEEPL_PRO_URL = "https://api.deepl.com"
+from rosetta.translation.base import build_provider
 
 
 @dataclass(frozen=True)
@@ -110,23 +108,12 @@ async def check_mail(config: Config, timeout_s: float) -> Check:
     return Check("mail", True, f"connected to the SMTP server {mail.host}:{mail.port}{signed_in}")
 
 
-def translation_url(config: Config) -> str:
-    tr = config.translation
-    if tr.url:
-        return tr.url
-    if tr.provider == "deepl":
-        return DEEPL_FREE_URL if tr.api_key.endswith(":fx") else DEEPL_PRO_URL
-    return ""
-
-
 async def check_translation(config: Config, timeout_s: float) -> Check:
     tr = config.translation
     if tr.provider == "none":
         return Check("translation", True, 'translation is off (translation.provider = "none"): readers see '
                                           "the original text")
-    url = translation_url(config)
-    if not url:
-        return Check("translation", False, f"translation.provider is {tr.provider} but translation.url is empty")
+    url = build_provider(tr).base  # where the provider will call: the configured url, or its default
     missing_key = tr.provider == "deepl" and not tr.api_key
     client = AsyncHTTPClient(force_instance=True)
     try:

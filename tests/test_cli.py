@@ -282,6 +282,16 @@ async def test_doctor_reaches_a_translation_provider(tmp_path: Path) -> None:
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_doctor_checks_where_the_provider_will_call_when_no_url_is_set(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    ran = await rosetta("doctor", data_dir=data_dir, ROSETTA_TRANSLATION_PROVIDER="openai",
+                        ROSETTA_TRANSLATION_URL="", ROSETTA_TRANSLATION_MODEL="llama3.1")
+    line = next(line for line in ran.out.splitlines() if "translation:" in line)
+    assert "localhost:11434" in line, line  # Ollama's address, the provider's default
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_doctor_fails_when_the_data_dir_cannot_be_made(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the data directory's parent should be")

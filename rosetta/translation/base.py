@@ -35,6 +35,11 @@ class Provider:
     def enabled(self) -> bool:
         return True
 
+    @property
+    def base(self) -> str:
+        """The engine's base URL: the configured one, else the engine's usual address."""
+        return ""
+
     async def translate(self, texts: list[str], source: str, target: str) -> list[str]:
         """``texts`` translated from ``source`` to ``target``, in order; ProviderError on any failure."""
         if not texts:
