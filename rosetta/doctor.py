@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiosmtplib
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from rosetta.config import Config
 from rosetta.store.db import migration_files, pending_migrations
 from rosetta.translation.base import build_provider
+from rosetta.translation.keepalive import BadAnswer
 
 
 @dataclass(frozen=True)
@@ -113,18 +113,17 @@ async def check_translation(config: Config, timeout_s: float) -> Check:
     if tr.provider == "none":
         return Check("translation", True, 'translation is off (translation.provider = "none"): readers see '
                                           "the original text")
-    url = build_provider(tr).base  # where the provider will call: the configured url, or its default
+    provider = build_provider(tr)
+    url = provider.base  # where the provider will call: the configured url, or its default
     missing_key = tr.provider == "deepl" and not tr.api_key
-    client = AsyncHTTPClient(force_instance=True)
-    try:
-        response = await client.fetch(url, raise_error=False, connect_timeout=timeout_s, request_timeout=timeout_s)
-    except (OSError, HTTPClientError) as exc:
-        return Check("translation", False, f"cannot reach {tr.provider} at {url}: {exc}")
+    try:  # through the provider's own client: the connection (and TLS) code the queue will use
+        answer = await provider.http.fetch("GET", url, {}, None, timeout_s)
+    except (OSError, BadAnswer) as exc:  # TimeoutError is an OSError
+        return Check("translation", False, f"cannot reach {tr.provider} at {url}: {str(exc) or 'no answer in time'}")
     finally:
-        client.close()
-    if response.code == 599 or response.code >= 500:
-        reason = response.error or f"HTTP {response.code}"
-        return Check("translation", False, f"cannot reach {tr.provider} at {url}: {reason}")
+        provider.close()
+    if answer.code >= 500:
+        return Check("translation", False, f"cannot reach {tr.provider} at {url}: HTTP {answer.code}")
     if missing_key:
         return Check("translation", False, f"{tr.provider} at {url} answers but translation.api_key is empty")
-    return Check("translation", True, f"{tr.provider} answers at {url} (HTTP {response.code})")
+    return Check("translation", True, f"{tr.provider} answers at {url} (HTTP {answer.code})")
