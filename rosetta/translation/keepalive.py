@@ -47,7 +47,6 @@ class BadAnswer(Exception):
 @dataclass
 class Answer:
     code: int
-    headers: httputil.HTTPHeaders
     body: bytes
 
 
@@ -212,7 +211,7 @@ class KeepAliveClient:
             self._give_back(origin, stream)
         else:
             stream.close()
-        return Answer(collect.start.code, collect.headers, b"".join(collect.chunks))
+        return Answer(collect.start.code, b"".join(collect.chunks))
 
 
 class _NoAnswer(Exception):
