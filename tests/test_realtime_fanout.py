@@ -1,4 +1,5 @@
-"""A large fan-out shares the loop: the hub offers an event to a few dozen connections at a time."""
+"""A large fan-out shares the loop: the hub offers an event to a few dozen connections at a time,
+and sends what a corked batch holds a few dozen connections at a time too."""
 
 from __future__ import annotations
 
@@ -42,6 +43,34 @@ async def test_a_fan_out_gives_the_loop_back_between_chunks_and_reaches_everyone
     await delivering
     assert hub.delivered - before == CONNECTIONS
     # Nobody got it twice: the next event every socket reads is the next message.
+    await post(api, channel_path(team), "after", ana.token)
+    for ws in sockets:
+        [got] = await events(ws, 1)
+        assert got["data"]["original_content"] == "after"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_corked_batch_is_sent_in_turns_too(server, api, rt):
+    ana = await register(api, "Ana")
+    team = await workspace_with(api, ana)
+    sockets = [(await rt.hello(ana.token))[0] for _ in range(CONNECTIONS)]
+    for n in range(2):
+        await post(api, channel_path(team), f"hello {n}", ana.token)
+    received = [await events(ws, 2) for ws in sockets]
+    first_seq = received[0][0]["seq"]
+
+    # Two events in one batch: every connection is corked, then uncorked a chunk per turn of the loop.
+    hub = server.app.hub
+    subs = list(hub.subscriptions())
+    rows = await event_store.after(server.app.db.reader, first_seq - 1, 2)
+    delivering = asyncio.ensure_future(hub._deliver([hub_module._event(row) for row in rows]))
+    while not all(sub.held is not None for sub in subs):  # noqa: ASYNC110 - stepping the loop is the point
+        await asyncio.sleep(0)
+    while all(sub.held is not None for sub in subs):  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    assert sum(sub.held is None for sub in subs) == OFFERS_BETWEEN_YIELDS
+    await delivering
+    assert all(sub.held is None for sub in subs)
     await post(api, channel_path(team), "after", ana.token)
     for ws in sockets:
         [got] = await events(ws, 1)
