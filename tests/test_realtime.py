@@ -363,3 +363,32 @@ async def test_messages_committed_together_arrive_complete_and_in_order(server, 
     assert sorted(f["data"]["original_content"] for f in created) == [f"burst {i}" for i in range(8)]
     seqs = [f["seq"] for f in created]
     assert seqs == sorted(seqs) and len(set(seqs)) == 8
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_connections_that_come_and_go_between_messages_count_at_once(server, api, rt):
+    """The hub keeps who gets a channel's events between messages; a connection opened or closed
+    in between must change that for the very next message."""
+    ana, bea = await register(api, "Ana"), await register(api, "Bea")
+    team = await workspace_with(api, ana, bea)
+    hub = server.app.hub
+    ws_a, _ = await rt.hello(ana.token)
+    await post(api, channel_path(team), "one", ana.token)
+    assert (await until(ws_a, "message.created"))[-1]["data"]["original_content"] == "one"
+
+    ws_b, _ = await rt.hello(bea.token)  # opened after the channel's readers were sorted once
+    await post(api, channel_path(team), "two", ana.token)
+    for ws in (ws_a, ws_b):
+        assert (await until(ws, "message.created"))[-1]["data"]["original_content"] == "two"
+
+    ws_a.close()
+    assert await frame(ws_a) is None
+    for _ in range(50):  # the server notices the close on its next loop turn
+        if not hub.connection_count(ana.id):
+            break
+        await asyncio.sleep(0.01)
+    offered = hub.delivered
+    await post(api, channel_path(team), "three", ana.token)
+    assert (await until(ws_b, "message.created"))[-1]["data"]["original_content"] == "three"
+    assert hub.delivered - offered == 1  # only Bea's connection: the closed one is not offered again
+    ws_b.close()

@@ -71,6 +71,8 @@ class Hub:
         self.ctx: Context | None = None
         self.messages: MessageService | None = None
         self._by_user: dict[str, set[Subscription]] = {}
+        # Per audience: its readers as last resolved, and their connections here by language (_recipients).
+        self._recipients_kept: dict[tuple[str, str], tuple[Readers, dict[str, list[Subscription]]]] = {}
         # Events to deliver, log tails, and closures to run once what was queued before them was offered.
         self._queue: deque[Event | str | Callable[[], None]] = deque()
         self._delivered_through = 0  # the drain's position in the log
@@ -122,6 +124,7 @@ class Hub:
         if not self._by_user:
             self._catch_up()
         self._by_user.setdefault(sub.user_id, set()).add(sub)
+        self._recipients_kept.clear()
         if sub.transport == "sse" and self._sse_timer is None:
             self._sse_timer = tornado.ioloop.PeriodicCallback(self._sse_comment, SSE_COMMENT_S * 1000)
             self._sse_timer.start()
@@ -131,6 +134,7 @@ class Hub:
         subs = self._by_user.get(sub.user_id)
         if subs is not None and sub in subs:
             subs.discard(sub)
+            self._recipients_kept.clear()
             if not subs:
                 del self._by_user[sub.user_id]
             self.presence.left(sub.user_id)
@@ -291,9 +295,7 @@ class Hub:
         wanted: dict[str, dict[str, Any]] = {}
         for event in batch:
             readers = await self.audiences.readers(conn, event.audience_kind, event.audience_id, cache)
-            by_language: dict[str, list[Subscription]] = {}
-            for user_id, subs in self._connected(readers):
-                by_language.setdefault(readers[user_id], []).extend(subs)
+            by_language = self._recipients((event.audience_kind, event.audience_id), readers)
             if event.name in RENDERED:
                 row = rows.get(event.payload.get("id"))
                 if row is None:
@@ -323,6 +325,25 @@ class Hub:
         finally:
             for sub in corked or ():  # what a return, an error or a cancellation left corked
                 sub.uncork()
+
+    def _recipients(self, audience: tuple[str, str], readers: Readers) -> dict[str, list[Subscription]]:
+        """This worker's connections of ``readers``, by reading language; shared, callers must not change it.
+
+        Kept per audience while its readers are the same answer (``Audiences`` hands out one dict
+        while no write could have changed it) and no connection came or went here (``add`` and
+        ``remove`` forget them all). Sorting 500 connections by language was half of what
+        planning a message cost a worker in the realtime bench (0.65 of 1.2 ms), for every message.
+        """
+        kept = self._recipients_kept.get(audience)
+        if kept is not None and kept[0] is readers:  # held here, so the dict cannot be another's reused id
+            return kept[1]
+        by_language: dict[str, list[Subscription]] = {}
+        for user_id, subs in self._connected(readers):
+            by_language.setdefault(readers[user_id], []).extend(subs)
+        if len(self._recipients_kept) >= CACHED_AUDIENCES:
+            self._recipients_kept.pop(next(iter(self._recipients_kept)))  # the oldest kept
+        self._recipients_kept[audience] = (readers, by_language)
+        return by_language
 
     def _connected(self, readers: Readers) -> Iterable[tuple[str, set[Subscription]]]:
         # Walk the smaller side: 1,000 readers with 3 connected users should cost 3 lookups.
