@@ -99,3 +99,28 @@ async def test_channel_access_follows_membership_and_language(api):
     assert removed.status == 204, removed
     assert (await api.get(path, token=team.member.token)).status == 404
     assert (await api.post(path, {"content": "still here?"}, token=team.member.token)).status == 404
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_bookkeeping_writes_keep_the_cached_reads(server, api, clock):
+    """Sending the outbox's mail and stamping a token's last use change no cached read, so their
+    commits must not throw every cache away: after a burst of sign-ups that happened once per mail
+    run, and each worker read a 1,000-member channel's readers again."""
+    team = await make_team(api)
+    db = server.app.db
+    channel = team.general["id"]
+    await api.get(general(team), token=team.owner.token)
+    stamp = db.freshness(channel)
+
+    assert await db.reader.fetch_value("SELECT count(*) FROM mail_outbox WHERE status = 'pending'") > 0
+    assert await server.app.jobs.run_once("mail.send")  # the sign-ups' verification mails
+    assert await db.reader.fetch_value("SELECT count(*) FROM mail_outbox WHERE status = 'pending'") == 0
+    clock.advance(minutes=5)
+    assert (await api.get(general(team), token=team.owner.token)).status == 200  # the token is stamped again
+    assert await db.reader.fetch_value("SELECT last_used_at FROM access_tokens WHERE id = ?",
+                                       (team.owner.token.split("|")[0],)) == server.app.ctx.now()
+    assert db.freshness(channel) == stamp
+
+    # A write that may change what the page shows still moves it.
+    assert (await api.patch("/me", {"name": "Mia Renamed"}, token=team.member.token)).status == 200
+    assert db.freshness(channel) != stamp

@@ -17,6 +17,9 @@ from rosetta.store.db import Database
 V = TypeVar("V")
 Stamp = tuple[int, int]
 ANY_WRITE = ""  # a scope no unit declares: its stamp moves with every write but the narrow ones
+# A scope no cached read is kept under. A unit that changes only rows no cache reads (the mail
+# outbox, a token's last use) declares it, so that its commit keeps every cached read.
+UNCACHED = "uncached"
 
 
 class FreshCache(Generic[V]):

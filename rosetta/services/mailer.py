@@ -16,6 +16,7 @@ from rosetta.clock import iso
 from rosetta.ids import new_id
 from rosetta.mail.smtp import backoff_s, deliver, single_line
 from rosetta.services.context import Context
+from rosetta.services.fresh import UNCACHED
 from rosetta.store import outbox as outbox_store
 from rosetta.store.db import Tx
 
@@ -81,6 +82,7 @@ class Mailer:
 
     def _record(self, outcomes: Outcomes) -> asyncio.Task[None]:
         async def unit(tx: Tx) -> None:
+            tx.affects_only(UNCACHED)  # the outbox is read by no cache: the cached reads stay
             await outbox_store.mark_sent(tx, outcomes.sent, self.ctx.now())
             for mail_id, error, retry_at in outcomes.failed:
                 await outbox_store.mark_failed(tx, mail_id, error, retry_at)
