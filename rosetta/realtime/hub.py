@@ -288,25 +288,27 @@ class Hub:
         conn = self.ctx.db.reader
         cache: dict[tuple[str, str], Readers] = {}
         corked: set[Subscription] | None = set() if len(batch) > 1 else None
-        rows = await self._message_rows(conn, batch)
-        # First who gets what, then every message of the batch rendered per language in one call (a
-        # finished translation round is hundreds of events: one query each was the hub's main cost).
+        # First who gets what, then the messages someone here will be shown, read and rendered per
+        # language in one call each (a finished translation round is hundreds of events: one query
+        # each was the hub's main cost). Most of a round's events have no reader on this worker (they
+        # are for another language, or another worker's connections): their messages are not read.
         plans: list[tuple[Event, dict[str, list[Subscription]]]] = []
-        wanted: dict[str, dict[str, Any]] = {}
         for event in batch:
             readers = await self.audiences.readers(conn, event.audience_kind, event.audience_id, cache)
             by_language = self._recipients((event.audience_kind, event.audience_id), readers)
-            if event.name in RENDERED:
-                row = rows.get(event.payload.get("id"))
-                if row is None:
-                    continue  # the message is gone (purged): nothing left to show
-                if event.name == "message.translated":
-                    by_language = {language: subs for language, subs in by_language.items()
-                                   if same_language(language, _target(event))}
-                for language in by_language:
-                    wanted.setdefault(language, {})[row["id"]] = row
+            if event.name == "message.translated":
+                by_language = {language: subs for language, subs in by_language.items()
+                               if same_language(language, _target(event))}
             if by_language:
                 plans.append((event, by_language))
+        rows = await self._message_rows(conn, [event for event, _ in plans])
+        wanted: dict[str, dict[str, Any]] = {}
+        for event, by_language in plans:
+            row = rows.get(event.payload.get("id")) if event.name in RENDERED else None
+            if row is None:
+                continue  # not a message event, or the message is gone (purged)
+            for language in by_language:
+                wanted.setdefault(language, {})[row["id"]] = row
         rendered = await self._render_all(conn, wanted)
         try:
             for event, by_language in plans:
@@ -318,7 +320,9 @@ class Hub:
                         await self._offer_in_turns(frame, subs, corked)
                     continue
                 for language, subs in by_language.items():
-                    data = rendered[language, event.payload["id"]]
+                    data = rendered.get((language, event.payload["id"]))
+                    if data is None:
+                        break  # the message is gone (purged): nothing left to show
                     await self._offer_in_turns(Frame(event.seq, event.name, data), subs, corked)
             if corked:
                 await self._uncork_in_turns(corked)
