@@ -23,6 +23,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import tornado.ioloop
@@ -317,18 +318,17 @@ class Hub:
                 if event.name not in RENDERED:
                     frame = Frame(event.seq, event.name, dumps(neutral_data(event.name, event.payload)))
                     for subs in by_language.values():
-                        await self._offer_in_turns(frame, subs, corked)
+                        await in_turns(subs, partial(self._offer, frame, corked=corked))
                     continue
                 for language, subs in by_language.items():
                     data = rendered.get((language, event.payload["id"]))
                     if data is None:
                         break  # the message is gone (purged): nothing left to show
-                    await self._offer_in_turns(Frame(event.seq, event.name, data), subs, corked)
-            if corked:
-                await self._uncork_in_turns(corked)
+                    await in_turns(subs, partial(self._offer, Frame(event.seq, event.name, data), corked=corked))
+            if corked:  # in turns too: a batch is corked when the hub fell behind, when the loop is most needed
+                await in_turns(corked, uncork)
         finally:
-            for sub in corked or ():  # what a return, an error or a cancellation left corked
-                sub.uncork()
+            uncork(corked or ())  # what a return, an error or a cancellation left corked
 
     def _recipients(self, audience: tuple[str, str], readers: Readers) -> dict[str, list[Subscription]]:
         """This worker's connections of ``readers``, by reading language; shared, callers must not change it.
@@ -360,27 +360,6 @@ class Hub:
             for user_id, subs in list(self._by_user.items()):
                 if user_id in readers and subs:
                     yield user_id, subs
-
-    async def _offer_in_turns(self, frame: Frame, subs: Iterable[Subscription],
-                              corked: set[Subscription] | None) -> None:
-        """``_offer`` to OFFERS_BETWEEN_YIELDS connections at a time, giving the loop a turn between them."""
-        subs = list(subs)
-        for start in range(0, len(subs), OFFERS_BETWEEN_YIELDS):
-            if start:
-                await asyncio.sleep(0)
-            self._offer(frame, subs[start:start + OFFERS_BETWEEN_YIELDS], corked)
-
-    async def _uncork_in_turns(self, corked: set[Subscription]) -> None:
-        """Send what each corked connection holds, OFFERS_BETWEEN_YIELDS connections per turn of the loop.
-
-        A batch is corked when the hub fell behind, which is when the loop is most needed for the
-        sends queuing up: uncorking 500 connections in one go held it for ~10 ms.
-        """
-        while corked:
-            for _ in range(min(OFFERS_BETWEEN_YIELDS, len(corked))):
-                corked.pop().uncork()
-            if corked:
-                await asyncio.sleep(0)
 
     def _offer(self, frame: Frame, subs: Iterable[Subscription], corked: set[Subscription] | None = None) -> None:
         subs = list(subs)  # a copy: an overflowing connection leaves the set while this runs
@@ -536,6 +515,21 @@ class Hub:
         assert self.ctx is not None
         cutoff = iso(self.ctx.clock.now() - timedelta(hours=self.ctx.config.realtime.retention_hours))
         return await self.ctx.db.write(lambda tx: event_store.trim_before(tx, cutoff))
+
+
+async def in_turns(subs: Iterable[Subscription], act: Callable[[list[Subscription]], None]) -> None:
+    """``act`` on OFFERS_BETWEEN_YIELDS connections at a time, giving the loop a turn between them."""
+    subs = list(subs)
+    for start in range(0, len(subs), OFFERS_BETWEEN_YIELDS):
+        if start:
+            await asyncio.sleep(0)
+        act(subs[start:start + OFFERS_BETWEEN_YIELDS])
+
+
+def uncork(subs: Iterable[Subscription]) -> None:
+    """Send what each corked connection holds (uncorking one already uncorked does nothing)."""
+    for sub in subs:
+        sub.uncork()
 
 
 def neutral_data(name: str, payload: dict[str, Any]) -> dict[str, Any]:
