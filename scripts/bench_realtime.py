@@ -137,14 +137,14 @@ async def measure(base_url: str, fanout: Fanout) -> list[tuple[str, str, str]]:
     fanout.latencies()  # dropped: the warm-up's
     fanout.reset()
     began = time.perf_counter()
-    server_cpu, client_cpu, ticks = server_cpu_s(), cpu_s([fanout.pid]) + time.process_time(), machine_ticks()
+    server_cpu, client_cpu, ticks = server_cpu_s(), cpu_s(fanout.pids) + time.process_time(), machine_ticks()
     send_latencies = await post_at_rate(base_url, tokens[0], path, seconds)
     sent = len(send_latencies)
     expected = sent * connected
     await until_delivered(fanout, expected)
     elapsed = time.perf_counter() - began
     server_cpu = server_cpu_s() - server_cpu
-    client_cpu = cpu_s([fanout.pid]) + time.process_time() - client_cpu
+    client_cpu = cpu_s(fanout.pids) + time.process_time() - client_cpu
     stolen = stolen_share(ticks, machine_ticks())
     delivered = fanout.messages()
     latencies = fanout.latencies()

@@ -50,6 +50,7 @@ SO_TIMESTAMPNS = 35
 READ_SIZE = 65536
 ANCILLARY_SIZE = 64
 CONNECT_BATCH = 200  # connections handshaking at once: stays inside the server's listen backlog
+OPEN_ROUND = 50  # connections both processes open together (fanout.open)
 MARK_TEXT = b'"original_content":"t='
 MARK = re.compile(re.escape(MARK_TEXT) + rb"(\d+\.\d+)")
 # Of the counted clients, every TIMED_EVERY-th is timed and read as soon as a frame lands; the others
@@ -183,16 +184,18 @@ class Holder:
     def command(self, message: tuple[Any, ...]) -> bool:
         name = message[0]
         if name == "open":
-            _, base_url, tokens, count, counted = message
+            _, base_url, tokens, counted, timed = message
             try:
-                self.open(base_url, tokens, count, counted)
+                self.open(base_url, tokens, counted, timed)
             except Exception as exc:  # the parent reports it; the child stays to be told to stop
                 self.pipe.send(("error", repr(exc)))
                 return True
-            self.pipe.send(("ready", len(self.clients)))
+            self.pipe.send(("ready",))
         elif name == "messages":
             self.sweep()  # what has arrived by now, not by the last sweep
             self.pipe.send(sum(client.messages for client in self.clients.values()))
+        elif name == "count":
+            self.pipe.send(len(self.clients))
         elif name == "timed":
             self.pipe.send(sum(client.timed for client in self.clients.values()))
         elif name == "reset":
@@ -212,14 +215,14 @@ class Holder:
             return False
         return True
 
-    def open(self, base_url: str, tokens: list[str], count: int, counted: bool) -> None:
+    def open(self, base_url: str, tokens: list[str], counted: bool, timed: bool) -> None:
+        """A connection per token; ``timed`` ones are read at once, the other counted ones swept."""
         parts = urlsplit(base_url)
         host, port = parts.hostname or "127.0.0.1", parts.port or 80
-        for start in range(0, count, CONNECT_BATCH):
+        for start in range(0, len(tokens), CONNECT_BATCH):
             waiting: set[int] = set()
-            for i in range(start, min(count, start + CONNECT_BATCH)):
-                sock = _connect(host, port, parts.netloc, tokens[i % len(tokens)])
-                timed = counted and i % TIMED_EVERY == 0
+            for token in tokens[start:start + CONNECT_BATCH]:
+                sock = _connect(host, port, parts.netloc, token)
                 self.clients[sock.fileno()] = Client(sock, counted, timed, self.latencies)
                 self.poll.register(sock.fileno(), select.EPOLLIN)
                 waiting.add(sock.fileno())
@@ -251,8 +254,8 @@ def _child(pipe: Connection) -> None:
     Holder(pipe).serve()
 
 
-class Fanout:
-    """The parent's handle on the client process (blocking pipe calls: they are short)."""
+class _Child:
+    """One client process and the blocking pipe that drives it (the calls are short)."""
 
     def __init__(self) -> None:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter, not a copy of this loop
@@ -261,45 +264,17 @@ class Fanout:
         self.process.start()
         child_end.close()
 
-    @property
-    def pid(self) -> int:
-        return int(self.process.pid or 0)
-
-    def _ask(self, *message: Any, timeout: float = 600) -> Any:
+    def send(self, *message: Any) -> None:
         self.pipe.send(message)
+
+    def answer(self, name: str, timeout: float = 600) -> Any:
         if not self.pipe.poll(timeout):
-            raise TimeoutError(f"the client process did not answer {message[0]!r}")
+            raise TimeoutError(f"the client process did not answer {name!r}")
         return self.pipe.recv()
 
-    def open(self, base_url: str, tokens: list[str], count: int, counted: bool) -> int:
-        """Open ``count`` connections; with ``counted`` their message frames are counted and every
-        TIMED_EVERY-th connection's are timed."""
-        answer = self._ask("open", base_url, tokens, count, counted)
-        if answer[0] == "error":
-            raise RuntimeError(f"opening connections failed: {answer[1]}")
-        return int(answer[1])
-
-    def messages(self) -> int:
-        """Message frames received so far by the counted clients."""
-        return int(self._ask("messages"))
-
-    def reset(self) -> None:
-        """Start counting messages (and frames read behind) from zero."""
-        self._ask("reset")
-
-    def timed(self) -> int:
-        """How many of the open connections time their frames."""
-        return int(self._ask("timed"))
-
-    def behind(self) -> int:
-        """Message frames that shared a read with another: this process was late to read them."""
-        return int(self._ask("behind"))
-
-    def latencies(self) -> list[float]:
-        return list(self._ask("latencies"))
-
-    def close_all(self) -> None:
-        self._ask("close")
+    def ask(self, *message: Any) -> Any:
+        self.send(*message)
+        return self.answer(message[0])
 
     def stop(self) -> None:
         if self.process.is_alive():
@@ -307,3 +282,73 @@ class Fanout:
             self.process.join(10)
         if self.process.is_alive():
             self.process.kill()
+
+
+class Fanout:
+    """The parent's handle on the two client processes: one reads the timed connections as soon as a
+    frame lands, the other sweeps the rest (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.prompt = _Child()
+        self.swept = _Child()
+        self.children = (self.prompt, self.swept)
+
+    @property
+    def pids(self) -> list[int]:
+        return [int(child.process.pid or 0) for child in self.children]
+
+    def open(self, base_url: str, tokens: list[str], count: int, counted: bool) -> int:
+        """Open ``count`` connections (the i-th with ``tokens[i % len(tokens)]``); with ``counted``
+        their message frames are counted and every TIMED_EVERY-th connection's are timed."""
+        chosen = [tokens[i % len(tokens)] for i in range(count)]
+        if not counted:
+            return self._open_all(((self.swept, base_url, chosen, False, False),))
+        opened = 0
+        # In rounds, both processes connecting at once, so the timed connections stay spread over
+        # the server's delivery order as they were in sign-up order.
+        for start in range(0, count, OPEN_ROUND):
+            indexes = range(start, min(count, start + OPEN_ROUND))
+            timed = [chosen[i] for i in indexes if i % TIMED_EVERY == 0]
+            rest = [chosen[i] for i in indexes if i % TIMED_EVERY != 0]
+            opened = self._open_all(((self.prompt, base_url, timed, True, True),
+                                     (self.swept, base_url, rest, True, False)))
+        return opened
+
+    def _open_all(self, orders: tuple[tuple[_Child, str, list[str], bool, bool], ...]) -> int:
+        """Send each process its order, then wait for all: they connect at the same time. Returns
+        how many connections the processes hold in all."""
+        for child, *order in orders:
+            child.send("open", *order)
+        for child, *_ in orders:
+            answer = child.answer("open")
+            if answer[0] == "error":
+                raise RuntimeError(f"opening connections failed: {answer[1]}")
+        return sum(int(child.ask("count")) for child in self.children)
+
+    def messages(self) -> int:
+        """Message frames received so far by the counted clients."""
+        return sum(int(child.ask("messages")) for child in self.children)
+
+    def reset(self) -> None:
+        """Start counting messages (and frames read behind) from zero."""
+        for child in self.children:
+            child.ask("reset")
+
+    def timed(self) -> int:
+        """How many of the open connections time their frames."""
+        return int(self.prompt.ask("timed"))
+
+    def behind(self) -> int:
+        """Message frames that shared a read with another: the reader was late to read them."""
+        return int(self.prompt.ask("behind"))
+
+    def latencies(self) -> list[float]:
+        return list(self.prompt.ask("latencies"))
+
+    def close_all(self) -> None:
+        for child in self.children:
+            child.ask("close")
+
+    def stop(self) -> None:
+        for child in self.children:
+            child.stop()
