@@ -1,8 +1,10 @@
 """Translation section: does the queue keep up with 200 messages/s into 3 reader languages, without
 delaying sends, against a LibreTranslate-speaking stub that answers every call in 50 ms?
 
-The stub runs in this (bench) process on the same event loop as the clients. Phases, each paced at
-RATE messages/s from CLIENTS keep-alive clients:
+The stub runs in a process of its own, as a real provider would: on the senders' loop, its ~45 calls
+a second (each parsing and answering a batch of texts) were work that only the translated phase
+had, and a send's answer that arrived meanwhile waited for it, timed as if the server were slower.
+Phases, each paced at RATE messages/s from CLIENTS keep-alive clients:
 
 1. baseline: a workspace whose readers all read English — no translation job is queued;
 2. translated: a workspace with readers in en, es, fr, de — three jobs per message, every text unique
@@ -12,16 +14,18 @@ RATE messages/s from CLIENTS keep-alive clients:
 4. chat sample: realistic repeated chat lines ("ok", "thanks", "see you", …) to measure the memory hit rate.
 
 Both baselines have a reader's WebSocket open too, so this process does the same client work in
-every phase apart from the stub's.
+every phase.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import random
 import socket
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import tornado.httpserver
@@ -51,37 +55,75 @@ UNIQUE_SHARE = 0.25  # a quarter of lines are one-off sentences
 _stubs: dict[Path, Stub] = {}
 
 
-class Stub:
-    def __init__(self) -> None:
-        self.calls = 0
-        self.texts = 0
-        self.server: tornado.httpserver.HTTPServer | None = None
-        self.port = 0
-
-
 class TranslateHandler(tornado.web.RequestHandler):
-    def initialize(self, stub: Stub) -> None:
-        self.stub = stub
+    """LibreTranslate's ``POST /translate`` (``q`` a text or a list), answered after STUB_LATENCY_S."""
+
+    def initialize(self, counts: dict[str, int]) -> None:
+        self.counts = counts
 
     async def post(self) -> None:
         body = json.loads(self.request.body)
         texts = body["q"] if isinstance(body["q"], list) else [body["q"]]
-        self.stub.calls += 1
-        self.stub.texts += len(texts)
+        self.counts["calls"] += 1
+        self.counts["texts"] += len(texts)
         await asyncio.sleep(STUB_LATENCY_S)
         self.finish({"translatedText": [f"[{body['target']}] {t}" for t in texts]})
 
 
+class StatsHandler(tornado.web.RequestHandler):
+    """``GET /stats``: calls and texts so far, for the bench process."""
+
+    def initialize(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def get(self) -> None:
+        self.finish(self.counts)
+
+
+def _serve_stub(pipe: Connection) -> None:
+    """The stub's process: serve on a free port, tell the parent which, run until killed."""
+
+    async def serve() -> None:
+        counts = {"calls": 0, "texts": 0}
+        sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
+        server = tornado.httpserver.HTTPServer(tornado.web.Application([
+            ("/translate", TranslateHandler, {"counts": counts}), ("/stats", StatsHandler, {"counts": counts})]))
+        server.add_sockets(sockets)
+        pipe.send(sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+class Stub:
+    """The parent's handle on the stub's process."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter, not a copy of this loop
+        pipe, child_end = context.Pipe()
+        self.process = context.Process(target=_serve_stub, args=(child_end,), daemon=True)
+        self.process.start()
+        child_end.close()
+        if not pipe.poll(30):
+            raise TimeoutError("the provider stub did not start")
+        self.url = f"http://127.0.0.1:{pipe.recv()}"
+
+    async def counts(self) -> tuple[int, int]:
+        """(calls, texts) the stub has answered so far."""
+        client = KeepAlive(self.url)
+        status, body = await client.json("GET", "/stats")
+        await client.close()
+        assert status == 200, (status, body)
+        return int(body["calls"]), int(body["texts"])
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.join(10)
+
+
 def server_env(tmp: Path) -> dict[str, str]:
-    stub = Stub()
-    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1", family=socket.AF_INET)
-    stub.port = sockets[0].getsockname()[1]
-    stub.server = tornado.httpserver.HTTPServer(tornado.web.Application([("/translate", TranslateHandler,
-                                                                          {"stub": stub})]))
-    stub.server.add_sockets(sockets)  # served by this process's running loop
-    _stubs[tmp] = stub
-    return {"ROSETTA_TRANSLATION_PROVIDER": "libretranslate",
-            "ROSETTA_TRANSLATION_URL": f"http://127.0.0.1:{stub.port}"}
+    stub = _stubs[tmp] = Stub()
+    return {"ROSETTA_TRANSLATION_PROVIDER": "libretranslate", "ROSETTA_TRANSLATION_URL": stub.url}
 
 
 async def sign_up(base_url: str, name: str, language: str) -> str:
@@ -193,11 +235,11 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
 
         async def baseline(label: str) -> tuple[list[float], int]:
             """Same rate, no job queued (every reader reads the source language)."""
-            texts_before = stub.texts
+            _, texts_before = await stub.counts()
             result = await paced_sends(
                 base_url, plain_senders, plain_path,
                 [f"Status update {label} {n}: the nightly build passed and is ready for review" for n in range(count)])
-            assert stub.texts == texts_before, "a baseline must not translate"
+            assert (await stub.counts())[1] == texts_before, "a baseline must not translate"
             return result
 
         # 1. Baseline.
@@ -221,22 +263,20 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
         stop.set()
         await watcher
         lags = [arrived[m] - sent_at[m] for m in sent_at if m in arrived]
-        texts_translated = stub.texts
-        calls = stub.calls
+        calls, texts_translated = await stub.counts()
         # 3. Baseline again (the queue is empty): the noise between two identical runs.
         again_lat, again_fail = await baseline("b")
         plain_stop.set()
         await plain_watcher
         # 4. Realistic chat: the memory hit rate.
-        before = stub.texts
+        _, before = await stub.counts()
         sample = chat_sample(SAMPLE_MESSAGES, random.Random(42))
         await paced_sends(base_url, senders, path, sample)
         await asyncio.sleep(3.0)  # let the worker finish (it is woken on commit; the poll is the safety net)
-        provider_texts = stub.texts - before
+        provider_texts = (await stub.counts())[1] - before
         jobs = SAMPLE_MESSAGES * (len(LANGUAGES) - 1)
     finally:
-        if stub.server is not None:
-            stub.server.stop()
+        stub.stop()
     base99, again99 = percentile(base_lat, .99) * 1000, percentile(again_lat, .99) * 1000
     excess, spread = percentile(tr_lat, .99) * 1000 - max(base99, again99), abs(base99 - again99)
     return [
