@@ -55,7 +55,7 @@ from rosetta.services.password_reset import PasswordResetService
 from rosetta.services.push import PushService
 from rosetta.services.rooms import RoomService
 from rosetta.services.sessions import SessionService
-from rosetta.services.translation import TranslationService
+from rosetta.services.translation import MEMORY_TRIM_EVERY_S, TranslationService
 from rosetta.services.verification import VerificationService
 from rosetta.services.webhooks import WebhookService
 from rosetta.services.workspaces import WorkspaceService
@@ -145,6 +145,7 @@ class RosettaApp:
             self.translation.wake_elsewhere = lambda: peers.send("translation.wake")
         self.glossary = GlossaryService(self.ctx, self.workspaces)
         self.jobs.add("translation.work", config.translation.poll_interval_s, self.translation.work)
+        self.jobs.add("translation.memory_trim", MEMORY_TRIM_EVERY_S, self.translation.trim_memory)
         # Integrations (issue 7): incoming/Slack webhooks, outgoing webhooks and push (both queue their
         # outbox rows through "event.emitted" hooks inside the emitting transaction), devices.
         self.webhooks = WebhookService(self.ctx, self.workspaces, self.messages)

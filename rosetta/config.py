@@ -108,6 +108,7 @@ class TranslationConfig:
     timeout_s: float = field(default=20.0, metadata=_bounded(0.1, 600))
     concurrency: int = field(default=4, metadata=_bounded(1, 64))
     poll_interval_s: float = field(default=0.5, metadata=_bounded(0.01, 60))
+    memory_days: float = field(default=90.0, metadata=_bounded(1, 36500))
 
 
 @dataclass(frozen=True)

@@ -168,6 +168,44 @@ async def test_memory_is_shared_by_texts_differing_only_in_masked_parts(server, 
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_memory_forgets_translations_older_than_memory_days(server, api, stub, clock):
+    _ana, bea, _ws, path = await team(api)
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 1
+    clock.advance(days=89)  # memory_days = 90 (the default)
+    assert await server.app.jobs.run_once("translation.memory_trim") == 0
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 1  # still remembered, and a hit does not make an entry younger
+    clock.advance(days=2)
+    assert await server.app.jobs.run_once("translation.memory_trim") == 1
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 2  # forgotten: asked of the provider again, and learned again
+    assert await server.app.jobs.run_once("translation.memory_trim") == 0
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_memory_trim_deletes_in_chunks_and_keeps_the_young(server, api, stub, clock):
+    _ana, bea, _ws, path = await team(api)
+    for n in range(5):
+        await api.post(path, {"content": f"{SPANISH} ({n})"}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    clock.advance(days=91)
+    for n in range(5, 7):
+        await api.post(path, {"content": f"{SPANISH} ({n})"}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 7
+    # Chunks of 2: the 5 old entries go in three units; the third meets the young ones and stops.
+    assert await server.app.translation.trim_memory(chunk=2) == 5
+    for n in (0, 6):
+        await api.post(path, {"content": f"{SPANISH} ({n})"}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 8  # (0) was forgotten, (6) was kept
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_edit_drops_translations_and_translates_again(server, api, stub):
     ana, bea, _ws, path = await team(api)
     message = (await api.post(path, {"content": SPANISH}, token=bea.token)).json["data"]

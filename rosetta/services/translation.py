@@ -30,6 +30,7 @@ from rosetta.ids import looks_like_id
 from rosetta.services import views
 from rosetta.services.context import Context
 from rosetta.services.events import Announcement, emit, emit_many
+from rosetta.services.fresh import UNCACHED
 from rosetta.store import channels as channel_store
 from rosetta.store import direct as direct_store
 from rosetta.store import messages as message_store
@@ -54,6 +55,8 @@ FINISH_CHUNK = 32  # jobs finished per write unit: ~1.5 ms of the writer each (s
 MASKS_BETWEEN_YIELDS = 16  # messages masked per loop turn while a round is prepared (see _round)
 MAX_ROUNDS = 64  # one work() call stops after this many rounds so it cannot hold the job lock forever
 LANGUAGES_TTL_S = 3600.0  # the provider's language list changes on upgrades only
+MEMORY_TRIM_EVERY_S = 3600.0  # the memory keeps entries for days: an hourly look is plenty
+MEMORY_TRIM_CHUNK = 1000  # entries deleted per write unit, so a large trim never holds the writer long
 
 ReaderLanguages = Callable[[Conn, "Place"], Awaitable[list[str]]]
 
@@ -383,6 +386,26 @@ class TranslationService:
             return await self._claim(tx) if claim else []
 
         return unit
+
+    async def trim_memory(self, chunk: int = MEMORY_TRIM_CHUNK) -> int:
+        """The ``translation.memory_trim`` job: forget translations older than ``translation.memory_days``.
+
+        Without it the memory grows with every distinct text for as long as the server runs. Age counts
+        from when an entry was learned, not last used: stamping every hit would add a write to most
+        jobs, and a line still in use is learned again at the cost of one provider call.
+        """
+        cutoff = iso(self.ctx.clock.now() - timedelta(days=self.config.memory_days))
+
+        async def unit(tx: Tx) -> int:
+            tx.affects_only(UNCACHED)  # no cached read shows the memory
+            return await store.memory_trim_chunk(tx, cutoff, chunk)
+
+        forgotten = 0
+        while True:
+            deleted = await self.ctx.db.write(unit, background=True)
+            forgotten += deleted
+            if deleted < chunk:
+                return forgotten
 
     # On demand ---------------------------------------------------------------------------------------
 

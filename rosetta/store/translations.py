@@ -159,6 +159,19 @@ async def memory_store(tx: Tx, rows: Iterable[tuple[str, str, str, str, str]], n
     )
 
 
+async def memory_trim_chunk(tx: Tx, cutoff: str, chunk: int) -> int:
+    """Delete, of the ``chunk`` oldest entries, those created before ``cutoff``; how many went.
+
+    Oldest by rowid: entries are only ever appended, so rowid order is creation order, and this reads
+    ``chunk`` rows however large the memory is (no index on created_at to keep up on every insert).
+    """
+    return await tx.execute(
+        "DELETE FROM translation_memory WHERE rowid IN"
+        " (SELECT rowid FROM translation_memory ORDER BY rowid LIMIT ?) AND created_at < ?",
+        (chunk, cutoff),
+    )
+
+
 # Glossary -----------------------------------------------------------------------------------------------
 
 async def glossary(conn: Conn, workspace_id: str) -> list[str]:
