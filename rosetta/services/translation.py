@@ -30,7 +30,7 @@ from rosetta.ids import looks_like_id
 from rosetta.services import views
 from rosetta.services.context import Context
 from rosetta.services.events import Announcement, emit, emit_many
-from rosetta.services.fresh import UNCACHED
+from rosetta.services.trimming import delete_in_chunks
 from rosetta.store import channels as channel_store
 from rosetta.store import direct as direct_store
 from rosetta.store import messages as message_store
@@ -395,17 +395,7 @@ class TranslationService:
         jobs, and a line still in use is learned again at the cost of one provider call.
         """
         cutoff = iso(self.ctx.clock.now() - timedelta(days=self.config.memory_days))
-
-        async def unit(tx: Tx) -> int:
-            tx.affects_only(UNCACHED)  # no cached read shows the memory
-            return await store.memory_trim_chunk(tx, cutoff, chunk)
-
-        forgotten = 0
-        while True:
-            deleted = await self.ctx.db.write(unit, background=True)
-            forgotten += deleted
-            if deleted < chunk:
-                return forgotten
+        return await delete_in_chunks(self.ctx.db, partial(store.memory_trim_chunk, cutoff=cutoff), chunk)
 
     # On demand ---------------------------------------------------------------------------------------
 

@@ -159,7 +159,7 @@ async def memory_store(tx: Tx, rows: Iterable[tuple[str, str, str, str, str]], n
     )
 
 
-async def memory_trim_chunk(tx: Tx, cutoff: str, chunk: int) -> int:
+async def memory_trim_chunk(tx: Tx, chunk: int, *, cutoff: str) -> int:
     """Delete, of the ``chunk`` oldest entries, those created before ``cutoff``; how many went.
 
     Oldest by rowid: entries are only ever appended, so rowid order is creation order, and this reads

@@ -1,0 +1,35 @@
+"""Deleting what a retention setting no longer keeps, a bounded chunk per write unit.
+
+A trim may find a large backlog (the first run after an upgrade, or after the server was down for
+weeks). One DELETE for all of it would hold the shared writer, and every send queued behind it, for
+as long as it takes; a unit per chunk gives the writer back between chunks. The units are queued as
+background work (``Database.write``): a send waits for at most one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from rosetta.services.fresh import UNCACHED
+from rosetta.store.db import Database, Tx
+
+DeleteChunk = Callable[[Tx, int], Awaitable[int]]
+
+
+async def delete_in_chunks(db: Database, delete_chunk: DeleteChunk, chunk: int) -> int:
+    """Run ``delete_chunk(tx, chunk)`` (it deletes at most ``chunk`` rows and says how many) in one
+    write unit after another, until one deletes fewer; how many rows went in all.
+
+    Only for rows no cached read shows: the units declare ``UNCACHED``.
+    """
+
+    async def unit(tx: Tx) -> int:
+        tx.affects_only(UNCACHED)
+        return await delete_chunk(tx, chunk)
+
+    deleted_in_all = 0
+    while True:
+        deleted = await db.write(unit, background=True)
+        deleted_in_all += deleted
+        if deleted < chunk:
+            return deleted_in_all
