@@ -45,7 +45,7 @@ from rosetta.services.glossary import GlossaryService
 from rosetta.services.guests import GuestService
 from rosetta.services.invites import InviteService
 from rosetta.services.keys import AppKey
-from rosetta.services.mailer import Mailer
+from rosetta.services.mailer import MAIL_TRIM_EVERY_S, Mailer
 from rosetta.services.members import MemberService
 from rosetta.services.messages import MessageService
 from rosetta.services.oauth import OAuthService
@@ -129,6 +129,7 @@ class RosettaApp:
         self.accounts.registration_hooks.append(self.verification.enqueue)
         self.resolvers.append(session_resolver)
         self.jobs.add("mail.send", MAIL_POLL_S, self.mailer.send_due)
+        self.jobs.add("mail.trim", MAIL_TRIM_EVERY_S, self.mailer.trim)
         self.cleanup = CredentialCleanup(self.ctx)
         self.jobs.add("credentials.cleanup", CLEANUP_EVERY_S, self.cleanup.run)
         # Social sign-in: [oauth.NAME] tables are validated here, so a bad one stops start-up naming the key.

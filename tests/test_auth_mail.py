@@ -1,10 +1,14 @@
-"""The mail outbox against a real SMTP server: delivery, retry after an outage, log mode, no header injection."""
+"""The mail outbox against a real SMTP server: delivery, retry after an outage, log mode, no header injection,
+and what is kept after: no body once a mail ended, no row after 30 days."""
 
 from __future__ import annotations
+
+import sqlite3
 
 import pytest
 
 from rosetta.mail.smtp import BACKOFF_CAP_S, backoff_s, build_message
+from rosetta.store.db import apply_migrations
 from tests.authkit import Mailbox, deliver, smtp_overrides
 
 
@@ -48,6 +52,51 @@ async def test_one_run_records_each_mails_own_outcome(api, server, mailbox):
     assert outcome == {**{address: ("sent", 1, False) for address in addresses[:-1]},
                        "refused@example.test": ("pending", 1, True)}
     assert sorted(mail["To"] for mail in mailbox.messages) == sorted(addresses[:-1])
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_mail_keeps_its_body_until_it_is_sent_and_ended_mails_go_after_30_days(api, server, clock,
+                                                                                      mailbox):
+    mailbox.start()
+    for address in ("zoe@example.test", "refused@example.test"):
+        await api.post("/auth/app/otp", {"email": address})
+    await deliver(server)
+    rows = await server.app.db.reader.fetch_all('SELECT "to", status, body FROM mail_outbox ORDER BY "to"')
+    # The one-time code is in the clear in a body: kept for the retry, dropped once delivered.
+    assert [(r["to"], r["status"], bool(r["body"])) for r in rows] == [
+        ("refused@example.test", "pending", True), ("zoe@example.test", "sent", False)]
+    clock.advance(days=29)
+    assert await server.app.jobs.run_once("mail.trim") == 0
+    clock.advance(days=2)
+    assert await server.app.jobs.run_once("mail.trim") == 1
+    rows = await server.app.db.reader.fetch_all('SELECT "to", status FROM mail_outbox')
+    assert [(r["to"], r["status"]) for r in rows] == [("refused@example.test", "pending")]  # pending stays
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("server_overrides", [{"mail": {"mode": "smtp", "host": "127.0.0.1", "port": 9,
+                                                        "max_attempts": 1}}])
+async def test_a_mail_that_ends_failed_keeps_no_body(api, server):
+    await api.post("/auth/app/otp", {"email": "zoe@example.test"})
+    await deliver(server)
+    [row] = await server.app.db.reader.fetch_all("SELECT status, body FROM mail_outbox")
+    assert row["status"] == "failed" and row["body"] == ""
+
+
+def test_upgrading_drops_the_bodies_of_mails_already_sent(tmp_path):
+    raw = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
+    try:
+        apply_migrations(raw)
+        # As a database from before migration 9: the migration not applied, mails with their bodies.
+        raw.execute("DELETE FROM schema_migrations WHERE version = 9")
+        for mail_id, status in (("m1", "sent"), ("m2", "failed"), ("m3", "pending")):
+            raw.execute('INSERT INTO mail_outbox (id, "to", subject, body, status, next_attempt_at, created_at)'
+                        " VALUES (?, 'zoe@example.test', 'Code', 'Your code: 123456', ?, '', '')", (mail_id, status))
+        assert apply_migrations(raw) == [9]
+        bodies = dict(raw.execute("SELECT id, body FROM mail_outbox").fetchall())
+        assert bodies == {"m1": "", "m2": "", "m3": "Your code: 123456"}  # a pending mail still has to go out
+    finally:
+        raw.close()
 
 
 @pytest.mark.gen_test(timeout=30)

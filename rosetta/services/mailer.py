@@ -1,4 +1,5 @@
-"""The mail outbox: requests enqueue inside their own write unit; the ``mail.send`` job delivers.
+"""The mail outbox: requests enqueue inside their own write unit; the ``mail.send`` job delivers,
+the ``mail.trim`` job deletes what ended long ago.
 
 A request that sends mail answers at once (ARCHITECTURE: everything that must survive a crash is a
 row). The job sends outside any transaction, then records the outcome; failures are retried with
@@ -11,12 +12,14 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 
 from rosetta.clock import iso
 from rosetta.ids import new_id
 from rosetta.mail.smtp import backoff_s, deliver, single_line
 from rosetta.services.context import Context
 from rosetta.services.fresh import UNCACHED
+from rosetta.services.trimming import delete_in_chunks
 from rosetta.store import outbox as outbox_store
 from rosetta.store.db import Tx
 
@@ -24,6 +27,9 @@ log = logging.getLogger("rosetta.mail")
 
 BATCH = 50  # mails per job run: a run stays short even when an SMTP relay is slow
 ERROR_MAX = 500  # characters of the last error kept on the row
+KEEP_ENDED_DAYS = 30  # a sent or failed mail's row (no body) stays this long, to answer "did it go out?"
+MAIL_TRIM_EVERY_S = 3600.0
+TRIM_CHUNK = 1000
 
 
 class Mailer:
@@ -79,6 +85,15 @@ class Mailer:
         if outcomes.sent or outcomes.failed:
             await self._record(outcomes.take())
         return sent
+
+    async def trim(self) -> int:
+        """The ``mail.trim`` job: delete mails sent or failed more than KEEP_ENDED_DAYS ago; how many went.
+
+        Without it the outbox kept a row for every mail ever sent. Pending mails stay, however old.
+        """
+        cutoff = iso(self.ctx.clock.now() - timedelta(days=KEEP_ENDED_DAYS))
+        return await delete_in_chunks(self.ctx.db, partial(outbox_store.delete_ended_chunk, cutoff=cutoff),
+                                      TRIM_CHUNK)
 
     def _record(self, outcomes: Outcomes) -> asyncio.Task[None]:
         async def unit(tx: Tx) -> None:

@@ -27,12 +27,16 @@ async def by_id(conn: Conn, mail_id: str) -> sqlite3.Row | None:
 
 
 async def mark_sent(tx: Tx, mail_ids: list[str], now: str) -> None:
-    """One statement for a whole batch: each statement is a hop for the GIL on the writer's thread."""
+    """One statement for a whole batch: each statement is a hop for the GIL on the writer's thread.
+
+    The body goes: it held a one-time code or link, in the clear, and is never needed again (so does
+    a mail's that ends failed, in ``mark_failed``). What stays says who was mailed what, and when.
+    """
     if not mail_ids:
         return
     marks = ",".join("?" * len(mail_ids))
     await tx.execute(
-        "UPDATE mail_outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL"
+        "UPDATE mail_outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?, last_error = NULL, body = ''"
         f" WHERE id IN ({marks})",
         (now, *mail_ids),
     )
@@ -42,7 +46,8 @@ async def mark_failed(tx: Tx, mail_id: str, error: str, next_attempt_at: str | N
     """Record a failed attempt; ``next_attempt_at`` None means no attempts remain."""
     if next_attempt_at is None:
         await tx.execute(
-            "UPDATE mail_outbox SET status = 'failed', attempts = attempts + 1, last_error = ? WHERE id = ?",
+            "UPDATE mail_outbox SET status = 'failed', attempts = attempts + 1, last_error = ?, body = ''"
+            " WHERE id = ?",
             (error, mail_id),
         )
     else:
@@ -50,3 +55,12 @@ async def mark_failed(tx: Tx, mail_id: str, error: str, next_attempt_at: str | N
             "UPDATE mail_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?",
             (error, next_attempt_at, mail_id),
         )
+
+
+async def delete_ended_chunk(tx: Tx, chunk: int, *, cutoff: str) -> int:
+    """Delete up to ``chunk`` mails created before ``cutoff`` that were sent or ended failed."""
+    return await tx.execute(
+        "DELETE FROM mail_outbox WHERE id IN"
+        " (SELECT id FROM mail_outbox WHERE status != 'pending' AND created_at < ? LIMIT ?)",
+        (cutoff, chunk),
+    )
