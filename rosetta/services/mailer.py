@@ -29,7 +29,6 @@ BATCH = 50  # mails per job run: a run stays short even when an SMTP relay is sl
 ERROR_MAX = 500  # characters of the last error kept on the row
 KEEP_ENDED_DAYS = 30  # a sent or failed mail's row (no body) stays this long, to answer "did it go out?"
 MAIL_TRIM_EVERY_S = 3600.0
-TRIM_CHUNK = 1000
 
 
 class Mailer:
@@ -92,8 +91,7 @@ class Mailer:
         Without it the outbox kept a row for every mail ever sent. Pending mails stay, however old.
         """
         cutoff = iso(self.ctx.clock.now() - timedelta(days=KEEP_ENDED_DAYS))
-        return await delete_in_chunks(self.ctx.db, partial(outbox_store.delete_ended_chunk, cutoff=cutoff),
-                                      TRIM_CHUNK)
+        return await delete_in_chunks(self.ctx.db, partial(outbox_store.delete_ended_chunk, cutoff=cutoff))
 
     def _record(self, outcomes: Outcomes) -> asyncio.Task[None]:
         async def unit(tx: Tx) -> None:

@@ -30,7 +30,7 @@ from rosetta.ids import looks_like_id
 from rosetta.services import views
 from rosetta.services.context import Context
 from rosetta.services.events import Announcement, emit, emit_many
-from rosetta.services.trimming import delete_in_chunks
+from rosetta.services.trimming import CHUNK, delete_in_chunks
 from rosetta.store import channels as channel_store
 from rosetta.store import direct as direct_store
 from rosetta.store import messages as message_store
@@ -56,7 +56,6 @@ MASKS_BETWEEN_YIELDS = 16  # messages masked per loop turn while a round is prep
 MAX_ROUNDS = 64  # one work() call stops after this many rounds so it cannot hold the job lock forever
 LANGUAGES_TTL_S = 3600.0  # the provider's language list changes on upgrades only
 MEMORY_TRIM_EVERY_S = 3600.0  # the memory keeps entries for days: an hourly look is plenty
-MEMORY_TRIM_CHUNK = 1000  # entries deleted per write unit, so a large trim never holds the writer long
 
 ReaderLanguages = Callable[[Conn, "Place"], Awaitable[list[str]]]
 
@@ -387,7 +386,7 @@ class TranslationService:
 
         return unit
 
-    async def trim_memory(self, chunk: int = MEMORY_TRIM_CHUNK) -> int:
+    async def trim_memory(self, chunk: int = CHUNK) -> int:
         """The ``translation.memory_trim`` job: forget translations older than ``translation.memory_days``.
 
         Without it the memory grows with every distinct text for as long as the server runs. Age counts
