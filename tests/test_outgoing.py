@@ -10,6 +10,7 @@ from ipaddress import ip_address
 import pytest
 
 from rosetta.services import ssrf
+from rosetta.services.fresh import ANY_WRITE
 from rosetta.services.outgoing import backoff_s
 from tests.peers import Answer
 from tests.support import register, workspace_with
@@ -77,6 +78,37 @@ async def test_signed_delivery_to_a_local_receiver(api, server, peer, clock):
     # Delivered once: another run sends nothing more.
     assert await server.app.jobs.run_once("webhooks.deliver") == 0
     assert len(peer.calls) == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_delivering_keeps_the_cached_reads(api, server, peer):
+    """Recording a delivery changes no cached read: its commit must keep them (and the hook list)."""
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    await subscribe(api, owner, ws, f"{peer.url}/hook")
+    await say(api, owner, ws, "deployed")
+    stamp = server.app.db.freshness(ANY_WRITE)
+    assert await server.app.jobs.run_once("webhooks.deliver") == 1
+    assert len(peer.to("/hook")) == 1
+    assert server.app.db.freshness(ANY_WRITE) == stamp
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_finished_deliveries_are_forgotten_after_seven_days(api, server, peer, clock):
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    hook = await subscribe(api, owner, ws, f"{peer.url}/hook")
+    await say(api, owner, ws, "first")
+    assert await server.app.jobs.run_once("webhooks.deliver") == 1
+    clock.advance(days=6)
+    await say(api, owner, ws, "second")
+    assert await server.app.jobs.run_once("webhooks.deliver") == 1
+    assert len(await deliveries(api, owner, ws, hook)) == 2
+    clock.advance(days=2)  # the first finished 8 days ago, the second 2
+    await say(api, owner, ws, "third")
+    assert await server.app.jobs.run_once("webhooks.deliver") == 1  # a run trims after delivering
+    assert [d["status"] for d in await deliveries(api, owner, ws, hook)] == ["delivered", "delivered"]
+    assert len(peer.to("/hook")) == 3
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from tornado.websocket import websocket_connect
 
+from rosetta.services.fresh import ANY_WRITE
 from rosetta.services.push import backoff_s, mentioned_handles
 from rosetta.store import push as push_store
 from tests.peers import Answer
@@ -149,6 +150,20 @@ async def test_mention_reaches_every_provider(api, server, peer, providers):
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_delivering_pushes_keeps_the_cached_reads(api, server, peer, providers):
+    """The outbox is read by no cache: sending a push (and dropping its row) must not throw the
+    history pages, channel views and the hub's readers away, as a write that declares nothing does."""
+    owen, mia = await register(api, "Owen"), await register(api, "Mia Lee")
+    ws = await workspace_with(api, owen, mia)
+    await add_device(api, mia, "ntfy", f"{peer.url}/ntfy/up-mia")
+    await say(api, owen, ws, "@mialee the backup is done")
+    stamp = server.app.db.freshness(ANY_WRITE)
+    assert await server.app.jobs.run_once("push.deliver") == 1
+    assert len(providers.delivered) == 1
+    assert server.app.db.freshness(ANY_WRITE) == stamp
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_direct_message_pushes_only_when_offline(api, server, providers):
     ana, ben = await register(api, "Ana"), await register(api, "Ben")
     await workspace_with(api, ana, ben)  # direct chat needs a shared workspace
@@ -231,6 +246,12 @@ async def test_an_unexpected_sender_error_counts_as_an_attempt_and_ends_failed(a
         clock.advance(seconds=backoff_s(attempt) + 1)
     assert row["status"] == "failed"
     assert await server.app.jobs.run_once("push.deliver") == 0
+    # A failed push is kept a week (to answer "why did I get nothing?"), then trimmed by a later run.
+    clock.advance(days=8)
+    await say(api, owen, ws, "@mia still there?")
+    assert await server.app.jobs.run_once("push.deliver") == 1
+    [row] = await push_store.for_user(server.app.db.reader, mia.id)
+    assert row["attempts"] == 1  # only the new one is left
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from rosetta.services.fresh import ANY_WRITE
 from tests.support import register, workspace_with
 
 
@@ -73,6 +74,19 @@ async def test_native_post_lands_with_webhook_author(api):
         ("deployed", "webhook", "CI"), ("Build #42 passed", "webhook", "CI")]
     hooks = await api.get(f"/workspaces/{ws['id']}/webhooks", token=owner.token)
     assert hooks.json["data"][0]["last_used_at"] is not None
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_webhook_post_moves_only_its_channels_cached_reads(api, server):
+    """Stamping the webhook's last use changes no cached read: only the message's own channel moves."""
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    hook = await make_webhook(api, owner, ws, name="CI")
+    await api.post(f"/webhooks/{hook['id']}/messages", {"content": "warm up"}, token=hook["secret"])
+    stamp = server.app.db.freshness(ANY_WRITE)
+    sent = await api.post(f"/webhooks/{hook['id']}/messages", {"content": "Build #43 passed"}, token=hook["secret"])
+    assert sent.status == 201, sent
+    assert server.app.db.freshness(ANY_WRITE) == stamp
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -12,14 +12,26 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from rosetta.store.db import Database
+from rosetta.store.db import Database, Tx
 
+T = TypeVar("T")
 V = TypeVar("V")
 Stamp = tuple[int, int]
 ANY_WRITE = ""  # a scope no unit declares: its stamp moves with every write but the narrow ones
 # A scope no cached read is kept under. A unit that changes only rows no cache reads (the mail
 # outbox, a token's last use) declares it, so that its commit keeps every cached read.
 UNCACHED = "uncached"
+
+
+def uncached(change: Callable[[Tx], Awaitable[T]]) -> Callable[[Tx], Awaitable[T]]:
+    """``change`` as a write unit that declares UNCACHED: for rows no cached read shows (outboxes, the
+    stamps of a credential's last use), whose commits should keep every cached read."""
+
+    async def unit(tx: Tx) -> T:
+        tx.affects_only(UNCACHED)
+        return await change(tx)
+
+    return unit
 
 
 class FreshCache(Generic[V]):

@@ -18,6 +18,7 @@ import json
 import logging
 import sqlite3
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from rosetta.clock import iso
@@ -26,8 +27,9 @@ from rosetta.ids import looks_like_id, new_id, new_secret
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import EMITTED, Event
-from rosetta.services.fresh import ANY_WRITE
+from rosetta.services.fresh import ANY_WRITE, UNCACHED
 from rosetta.services.ssrf import Refused, guarded_fetch, literal_refusal
+from rosetta.services.trimming import delete_in_chunks
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store import webhooks as store
 from rosetta.store.db import Tx
@@ -225,7 +227,7 @@ class OutgoingService:
 
         await asyncio.gather(*(one(row) for row in due))
         cutoff = iso(self.ctx.clock.now() - timedelta(days=KEEP_FINISHED_DAYS))
-        await self.ctx.db.write(lambda tx: store.trim_deliveries(tx, cutoff))
+        await delete_in_chunks(self.ctx.db, partial(store.trim_deliveries, cutoff=cutoff))
         return len(due)
 
     async def _deliver(self, row: sqlite3.Row) -> None:
@@ -268,6 +270,7 @@ class OutgoingService:
             next_at = iso(now + timedelta(seconds=backoff_s(attempts)))
 
         async def unit(tx: Tx) -> None:
+            tx.affects_only(UNCACHED)  # the outbox is read by no cache: the cached reads stay
             await store.finish_delivery(tx, row["id"], status=status, attempts=attempts, next_attempt_at=next_at,
                                         last_error=error, response_status=status_code, finished_at=finished)
 

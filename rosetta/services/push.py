@@ -21,6 +21,7 @@ import logging
 import re
 import sqlite3
 from datetime import timedelta
+from functools import partial
 
 from rosetta.clock import iso, parse_iso
 from rosetta.ids import new_id
@@ -30,7 +31,9 @@ from rosetta.push.fcm import FcmSender
 from rosetta.push.ntfy import NtfySender
 from rosetta.services.context import Context
 from rosetta.services.events import EMITTED, Event
+from rosetta.services.fresh import uncached
 from rosetta.services.messages import MessageService
+from rosetta.services.trimming import delete_in_chunks
 from rosetta.store import channels as channel_store
 from rosetta.store import devices as device_store
 from rosetta.store import direct as direct_store
@@ -127,7 +130,7 @@ class PushService:
 
         await asyncio.gather(*(one(row) for row in due))
         cutoff = iso(self.ctx.clock.now() - timedelta(days=KEEP_FAILED_DAYS))
-        await self.ctx.db.write(lambda tx: push_store.trim_failed(tx, cutoff))
+        await delete_in_chunks(self.ctx.db, partial(push_store.trim_failed, cutoff=cutoff))
         return len(due)
 
     async def _deliver(self, row: sqlite3.Row) -> None:
@@ -136,7 +139,7 @@ class PushService:
         if (message is None or message["deleted_at"] is not None or row["device_user_id"] != row["user_id"]
                 or not await self._may_read(message, row["user_id"])):
             # Gone, or the recipient lost access since it was queued (removed, left, deactivated).
-            await self.ctx.db.write(lambda tx: push_store.remove(tx, row["id"]))
+            await self.ctx.db.write(uncached(lambda tx: push_store.remove(tx, row["id"])))
             return
         shown = (await self.messages.render(reader, [message], row["language"]))[0]
         now = self.ctx.clock.now()
@@ -144,9 +147,9 @@ class PushService:
         if shown["translation_status"] == "pending" and now < deadline:
             # Not ready yet: look again at the deadline (or sooner, when the job runs and it is done).
             wait_until = iso(min(deadline, now + timedelta(seconds=1)))
-            await self.ctx.db.write(lambda tx: push_store.reschedule(
+            await self.ctx.db.write(uncached(lambda tx: push_store.reschedule(
                 tx, row["id"], attempts=row["attempts"], next_attempt_at=wait_until, status="pending",
-                last_error=None))
+                last_error=None)))
             return
         outcome = await self.senders[row["provider"]].send(row["push_token"], self.notification(row, shown))
         await self._record(row, outcome)
@@ -194,4 +197,4 @@ class PushService:
                                             next_attempt_at=iso(now + timedelta(seconds=backoff_s(attempts))),
                                             status="pending", last_error=outcome.detail[:500])
 
-        await self.ctx.db.write(unit)
+        await self.ctx.db.write(uncached(unit))  # the outbox and devices: no cached read shows them

@@ -9,8 +9,9 @@ background work (``Database.write``): a send waits for at most one of them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 
-from rosetta.services.fresh import UNCACHED
+from rosetta.services.fresh import uncached
 from rosetta.store.db import Database, Tx
 
 DeleteChunk = Callable[[Tx, int], Awaitable[int]]
@@ -24,10 +25,7 @@ async def delete_in_chunks(db: Database, delete_chunk: DeleteChunk, chunk: int =
     Only for rows no cached read shows: the units declare ``UNCACHED``.
     """
 
-    async def unit(tx: Tx) -> int:
-        tx.affects_only(UNCACHED)
-        return await delete_chunk(tx, chunk)
-
+    unit = uncached(partial(delete_chunk, chunk=chunk))
     deleted_in_all = 0
     while True:
         deleted = await db.write(unit, background=True)

@@ -16,6 +16,7 @@ from rosetta.errors import Forbidden, Invalid, NotFound, Unauthenticated
 from rosetta.ids import looks_like_id, new_id, new_secret, same_digest, sha256_hex
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
+from rosetta.services.fresh import uncached
 from rosetta.services.messages import Author, MessageService, channel_place
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store import webhooks as webhook_store
@@ -165,5 +166,6 @@ class WebhookService:
         author = Author("webhook", webhook["id"], language, name=name or webhook["name"], avatar_url=avatar_url)
         message = await self.messages.post(author, channel_place(channel), content, skip_translation=skip_translation)
         now = self.ctx.now()
-        await self.ctx.db.write(lambda tx: webhook_store.touch(tx, webhook["id"], now))
+        # No cached read shows when a webhook was last used: this commit keeps them all.
+        await self.ctx.db.write(uncached(lambda tx: webhook_store.touch(tx, webhook["id"], now)))
         return message

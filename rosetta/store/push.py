@@ -69,5 +69,8 @@ async def for_user(conn: Conn, user_id: str) -> list[sqlite3.Row]:
     return await conn.fetch_all("SELECT * FROM push_outbox WHERE user_id = ? ORDER BY id", (user_id,))
 
 
-async def trim_failed(tx: Tx, before: str) -> int:
-    return await tx.execute("DELETE FROM push_outbox WHERE status = 'failed' AND created_at < ?", (before,))
+async def trim_failed(tx: Tx, chunk: int, *, cutoff: str) -> int:
+    """Forget up to ``chunk`` pushes that ended failed before ``cutoff``."""
+    return await tx.execute(
+        "DELETE FROM push_outbox WHERE id IN"
+        " (SELECT id FROM push_outbox WHERE status = 'failed' AND created_at < ? LIMIT ?)", (cutoff, chunk))

@@ -161,8 +161,10 @@ async def deliveries_for(conn: Conn, hook_id: str, limit: int) -> list[sqlite3.R
     )
 
 
-async def trim_deliveries(tx: Tx, before: str) -> int:
-    """Forget finished deliveries older than ``before`` (the outbox is not an archive)."""
+async def trim_deliveries(tx: Tx, chunk: int, *, cutoff: str) -> int:
+    """Forget up to ``chunk`` finished deliveries older than ``cutoff`` (the outbox is not an archive)."""
     return await tx.execute(
-        "DELETE FROM webhook_deliveries WHERE status != 'pending' AND finished_at < ?", (before,)
+        "DELETE FROM webhook_deliveries WHERE id IN"
+        " (SELECT id FROM webhook_deliveries WHERE status != 'pending' AND finished_at < ? LIMIT ?)",
+        (cutoff, chunk),
     )
