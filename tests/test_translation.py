@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from rosetta.services.fresh import ANY_WRITE
 from tests.support import register, workspace_with
 
 SPANISH = "Hola a todos, ¿cómo están hoy? Nos vemos mañana en la oficina."
@@ -206,6 +207,20 @@ async def test_memory_trim_deletes_in_chunks_and_keeps_the_young(server, api, st
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_translating_moves_only_its_places_cached_reads(server, api, stub):
+    """A translation shows in its channel's history pages, and in no other cached read: the worker's
+    commits move that channel's stamp, not every stamp (which would re-read every page and each
+    hub's readers after every round)."""
+    ana, bea, _ws, path = await team(api)
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    assert (await api.get(path, token=ana.token)).json["data"][0]["translation_status"] == "pending"  # cached
+    stamp = server.app.db.freshness(ANY_WRITE)
+    await server.app.jobs.run_once("translation.work")
+    assert (await api.get(path, token=ana.token)).json["data"][0]["translation_status"] == "completed"
+    assert server.app.db.freshness(ANY_WRITE) == stamp
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_edit_drops_translations_and_translates_again(server, api, stub):
     ana, bea, _ws, path = await team(api)
     message = (await api.post(path, {"content": SPANISH}, token=bea.token)).json["data"]
@@ -266,6 +281,8 @@ async def test_a_job_whose_worker_dies_on_every_attempt_ends_failed(server, api,
         assert [(row["status"], row["attempts"]) for row in claimed] == [("pending", attempt + 1)]
         await server.restart()
         clock.advance(seconds=server.app.translation.lease_s + 1)
+    # Read, and so cached, while still pending: the claim that gives up must move this page's stamp.
+    assert (await api.get(path, token=ana.token)).json["data"][0]["translation_status"] == "pending"
     # Its three tries are used up: the next claim gives up on it instead of leasing it forever.
     assert await server.app.jobs.run_once("translation.work") == 0
     assert stub.calls("/translate") == []

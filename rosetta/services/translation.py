@@ -30,6 +30,7 @@ from rosetta.ids import looks_like_id
 from rosetta.services import views
 from rosetta.services.context import Context
 from rosetta.services.events import Announcement, emit, emit_many
+from rosetta.services.fresh import UNCACHED
 from rosetta.services.trimming import CHUNK, delete_in_chunks
 from rosetta.store import channels as channel_store
 from rosetta.store import direct as direct_store
@@ -231,6 +232,11 @@ class TranslationService:
         now = self.ctx.clock.now()
         lease = iso(now + timedelta(seconds=self.lease_s))
         rows = await store.claim(tx, iso(now), lease, CLAIM_LIMIT, self.config.max_attempts)
+        # A lease shows in no cached read; a job given up on shows as failed in its place's pages.
+        tx.affects_only(UNCACHED)
+        for row in rows:
+            if row["status"] != "pending":
+                tx.affects_only(row["audience_id"])
         return [row for row in rows if row["status"] == "pending"]
 
     async def _round(self, claimed: list[sqlite3.Row], claim_next: bool) -> list[sqlite3.Row]:
@@ -353,6 +359,11 @@ class TranslationService:
 
         async def unit(tx: Tx) -> list[sqlite3.Row]:
             now = iso(moment)
+            # Of the cached reads, results and failures change only their places' history pages (the
+            # audience is the place: a channel or a conversation); events and memory are read by none.
+            tx.affects_only(UNCACHED)
+            for audience_id in {job.audience_id for job in chunk}:
+                tx.affects_only(audience_id)
             # One statement for all results: the unit holds the writer while sends wait.
             finished = [(j.message_id, j.language, j.lease, j.content) for j in chunk if j.content is not None]
             announcements: list[Announcement] = []
@@ -444,6 +455,7 @@ class TranslationService:
 
         async def unit(tx: Tx) -> None:
             now = self.ctx.now()
+            tx.affects_only(place.audience_id)  # as a posted message: only its place's pages change
             await store.upsert_completed(tx, row["id"], target, content, place.audience_kind, place.audience_id, now)
             if translated is not None and remembered is None:
                 await store.memory_store(tx, [(self.provider.name, source, target, key, translated)], now)
