@@ -180,6 +180,22 @@ async def test_edit_and_delete_made_while_away_are_replayed_without_content(serv
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_trim_deletes_in_chunks_what_retention_no_longer_keeps(server, api, clock):
+    ana, bea = await register(api, "Ana"), await register(api, "Bea")
+    team = await workspace_with(api, ana, bea)
+    for n in range(5):
+        await post(api, channel_path(team), f"old news {n}", ana.token)
+    clock.advance(hours=server.config.realtime.retention_hours + 1)
+    fresh = await post(api, channel_path(team), "fresh", ana.token)
+    db = server.app.db
+    old = await db.reader.fetch_value("SELECT count(*) FROM events WHERE created_at < ?", (fresh["created_at"],))
+    assert old >= 6  # the team's own events, and five messages
+    assert await server.app.hub.trim(chunk=2) == old  # in units of 2, until one deletes fewer
+    kept = await db.reader.fetch_all("SELECT name, payload FROM events")
+    assert [(row["name"], json.loads(row["payload"])["id"]) for row in kept] == [("message.created", fresh["id"])]
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_resume_point_older_than_retention_gets_resync_required(server, api, clock, rt):
     ana, bea = await register(api, "Ana"), await register(api, "Bea")
     team = await workspace_with(api, ana, bea)

@@ -35,6 +35,7 @@ from rosetta.realtime.subscription import CLOSE_GOING_AWAY, CLOSE_REVOKED, Subsc
 from rosetta.realtime.wire import Control, Frame, dumps
 from rosetta.services.events import Event
 from rosetta.services.fresh import FreshCache
+from rosetta.services.trimming import CHUNK, delete_in_chunks
 from rosetta.services.views import same_language
 from rosetta.store import events as event_store
 from rosetta.store import messages as message_store
@@ -510,11 +511,15 @@ class Hub:
 
     # Retention -------------------------------------------------------------------------------------
 
-    async def trim(self) -> int:
-        """The ``events.trim`` job: drop events older than ``realtime.retention_hours``."""
+    async def trim(self, chunk: int = CHUNK) -> int:
+        """The ``events.trim`` job: drop events older than ``realtime.retention_hours``.
+
+        In chunks: every ``trim_interval_s`` it finds all the events of that interval (at 200 messages
+        a second, hundreds of thousands), and one DELETE for them would hold the writer for seconds.
+        """
         assert self.ctx is not None
         cutoff = iso(self.ctx.clock.now() - timedelta(hours=self.ctx.config.realtime.retention_hours))
-        return await self.ctx.db.write(lambda tx: event_store.trim_before(tx, cutoff))
+        return await delete_in_chunks(self.ctx.db, partial(event_store.trim_chunk, cutoff=cutoff), chunk)
 
 
 async def in_turns(subs: Iterable[Subscription], act: Callable[[list[Subscription]], None]) -> None:

@@ -49,5 +49,7 @@ async def after(conn: Conn, seq: int, limit: int) -> list[sqlite3.Row]:
     return await conn.fetch_all("SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
 
 
-async def trim_before(tx: Tx, cutoff: str) -> int:
-    return await tx.execute("DELETE FROM events WHERE created_at < ?", (cutoff,))
+async def trim_chunk(tx: Tx, chunk: int, *, cutoff: str) -> int:
+    """Delete up to ``chunk`` events created before ``cutoff`` (found through events_created)."""
+    return await tx.execute(
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE created_at < ? LIMIT ?)", (cutoff, chunk))
