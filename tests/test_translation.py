@@ -237,6 +237,28 @@ async def test_edit_drops_translations_and_translates_again(server, api, stub):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_deleting_a_message_deletes_its_translations_and_pending_jobs(server, api, stub):
+    _ana, bea, _ws, path = await team(api)
+    done = (await api.post(path, {"content": SPANISH}, token=bea.token)).json["data"]
+    await server.app.jobs.run_once("translation.work")
+    waiting = (await api.post(path, {"content": f"{SPANISH} Otra vez."}, token=bea.token)).json["data"]
+    db = server.app.db
+
+    async def translations_of(message_id: str) -> list[str]:
+        rows = await db.reader.fetch_all("SELECT status FROM message_translations WHERE message_id = ?",
+                                         (message_id,))
+        return [row["status"] for row in rows]
+
+    assert await translations_of(done["id"]) == ["completed"] and await translations_of(waiting["id"]) == ["pending"]
+    for message in (done, waiting):
+        assert (await api.delete(f"{path}/{message['id']}", token=bea.token)).status == 204
+    # The translated text of a deleted message is kept nowhere, and nothing is sent to be translated.
+    assert await translations_of(done["id"]) == [] and await translations_of(waiting["id"]) == []
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 1
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_restart_resumes_pending_jobs(server, api, stub):
     ana, bea, _ws, path = await team(api)
     await api.post(path, {"content": SPANISH}, token=bea.token)

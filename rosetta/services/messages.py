@@ -290,6 +290,10 @@ class MessageService:
             current = await self._in_place(tx, place, found["id"])
             now = self.ctx.now()
             await message_store.soft_delete(tx, current["id"], now)
+            # The content goes, and so do its translations: the port adds ``on_delete`` when it exists.
+            on_delete = getattr(self.translations, "on_delete", None)
+            if on_delete is not None:
+                await on_delete(tx, current["id"])
             payload = {"id": current["id"], "workspace_id": current["workspace_id"],
                        "channel_id": current["channel_id"], "conversation_id": current["conversation_id"],
                        "deleted_at": now}

@@ -178,6 +178,10 @@ class TranslationService:
         await store.delete_for_message(tx, row["id"])
         await self.enqueue(tx, row, place)
 
+    async def on_delete(self, tx: Tx, message_id: str) -> None:
+        """A delete: the translations go with the content (a pending job with them, untranslated)."""
+        await store.delete_for_message(tx, message_id)
+
     async def for_reader(self, conn: Conn, rows: Sequence[sqlite3.Row], language: str) -> dict[str, dict[str, Any]]:
         """Each message's state in ``language``: one query for the whole page."""
         wanted = [r["id"] for r in rows if not views.same_language(language, r["source_language"])]
