@@ -62,6 +62,8 @@ class AttachmentPort(Protocol):
 class TranslationPort(Protocol):
     def source_language(self, content: str, author_language: str) -> str: ...
     async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place) -> None: ...
+    async def on_edit(self, tx: Tx, row: sqlite3.Row, place: Place) -> None: ...
+    async def on_delete(self, tx: Tx, message_id: str) -> None: ...
     async def for_reader(self, conn: Conn, rows: Sequence[sqlite3.Row],
                          language: str) -> dict[str, dict[str, Any]]: ...
 
@@ -88,6 +90,12 @@ class NoTranslation:
         return author_language
 
     async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place) -> None:
+        return None
+
+    async def on_edit(self, tx: Tx, row: sqlite3.Row, place: Place) -> None:
+        return None
+
+    async def on_delete(self, tx: Tx, message_id: str) -> None:
         return None
 
     async def for_reader(self, conn: Conn, rows: Sequence[sqlite3.Row],
@@ -268,10 +276,8 @@ class MessageService:
             await message_store.update_content(tx, current["id"], content, source, self.ctx.now())
             row = await message_store.by_id(tx, current["id"])
             assert row is not None
-            # Re-translation on edit: the translation port adds ``on_edit`` when it exists.
-            on_edit = getattr(self.translations, "on_edit", None)
-            if on_edit is not None and not row["skip_translation"]:
-                await on_edit(tx, row, place)
+            if not row["skip_translation"]:
+                await self.translations.on_edit(tx, row, place)  # the old translations are wrong now
             neutral = views.message(row, row["source_language"], None, attached)
             await emit(self.ctx, tx, "message.updated", place.audience_kind, place.audience_id, neutral)
             return row
@@ -290,10 +296,7 @@ class MessageService:
             current = await self._in_place(tx, place, found["id"])
             now = self.ctx.now()
             await message_store.soft_delete(tx, current["id"], now)
-            # The content goes, and so do its translations: the port adds ``on_delete`` when it exists.
-            on_delete = getattr(self.translations, "on_delete", None)
-            if on_delete is not None:
-                await on_delete(tx, current["id"])
+            await self.translations.on_delete(tx, current["id"])  # the content goes, its translations too
             payload = {"id": current["id"], "workspace_id": current["workspace_id"],
                        "channel_id": current["channel_id"], "conversation_id": current["conversation_id"],
                        "deleted_at": now}
