@@ -15,9 +15,8 @@ from datetime import datetime, timedelta
 from rosetta.clock import parse_iso
 from rosetta.ids import new_id, new_secret, same_digest, sha256_hex
 from rosetta.services.context import Context
-from rosetta.services.fresh import UNCACHED
+from rosetta.services.fresh import uncached
 from rosetta.store import tokens as token_store
-from rosetta.store.db import Tx
 
 PERSONAL_ABILITIES = ("automation", "temporary-rooms:create", "temporary-rooms:read", "temporary-rooms:extend")
 FULL_ACCESS = "*"
@@ -125,9 +124,6 @@ class TokenService:
             known.last_used_at = now
             now_iso = self.ctx.now()
 
-            async def touch(tx: Tx) -> None:
-                tx.affects_only(UNCACHED)  # no cached read shows when a token was last used
-                await token_store.touch(tx, token_id, now_iso)
-
-            await self.ctx.db.write(touch)
+            # No cached read shows when a token was last used: this commit keeps every cached read.
+            await self.ctx.db.write(uncached(lambda tx: token_store.touch(tx, token_id, now_iso)))
         return Principal("user", known.user_id, token_id=token_id, abilities=known.abilities)

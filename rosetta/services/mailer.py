@@ -18,7 +18,7 @@ from rosetta.clock import iso
 from rosetta.ids import new_id
 from rosetta.mail.smtp import backoff_s, deliver, single_line
 from rosetta.services.context import Context
-from rosetta.services.fresh import UNCACHED
+from rosetta.services.fresh import uncached
 from rosetta.services.trimming import delete_in_chunks
 from rosetta.store import outbox as outbox_store
 from rosetta.store.db import Tx
@@ -95,12 +95,12 @@ class Mailer:
 
     def _record(self, outcomes: Outcomes) -> asyncio.Task[None]:
         async def unit(tx: Tx) -> None:
-            tx.affects_only(UNCACHED)  # the outbox is read by no cache: the cached reads stay
             await outbox_store.mark_sent(tx, outcomes.sent, self.ctx.now())
             for mail_id, error, retry_at in outcomes.failed:
                 await outbox_store.mark_failed(tx, mail_id, error, retry_at)
 
-        return asyncio.get_running_loop().create_task(self.ctx.db.write(unit))
+        # The outbox is read by no cache: this commit keeps every cached read.
+        return asyncio.get_running_loop().create_task(self.ctx.db.write(uncached(unit)))
 
 
 @dataclass

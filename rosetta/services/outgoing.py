@@ -27,7 +27,7 @@ from rosetta.ids import looks_like_id, new_id, new_secret
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import EMITTED, Event
-from rosetta.services.fresh import ANY_WRITE, UNCACHED
+from rosetta.services.fresh import ANY_WRITE, uncached
 from rosetta.services.ssrf import Refused, guarded_fetch, literal_refusal
 from rosetta.services.trimming import delete_in_chunks
 from rosetta.services.workspaces import WorkspaceService
@@ -270,8 +270,7 @@ class OutgoingService:
             next_at = iso(now + timedelta(seconds=backoff_s(attempts)))
 
         async def unit(tx: Tx) -> None:
-            tx.affects_only(UNCACHED)  # the outbox is read by no cache: the cached reads stay
             await store.finish_delivery(tx, row["id"], status=status, attempts=attempts, next_attempt_at=next_at,
                                         last_error=error, response_status=status_code, finished_at=finished)
 
-        await self.ctx.db.write(unit)
+        await self.ctx.db.write(uncached(unit))  # the outbox is read by no cache: the cached reads stay

@@ -9,7 +9,6 @@ background work (``Database.write``): a send waits for at most one of them.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import partial
 
 from rosetta.services.fresh import uncached
 from rosetta.store.db import Database, Tx
@@ -25,7 +24,7 @@ async def delete_in_chunks(db: Database, delete_chunk: DeleteChunk, chunk: int =
     Only for rows no cached read shows: the units declare ``UNCACHED``.
     """
 
-    unit = uncached(partial(delete_chunk, chunk=chunk))
+    unit = uncached(lambda tx: delete_chunk(tx, chunk))
     deleted_in_all = 0
     while True:
         deleted = await db.write(unit, background=True)
