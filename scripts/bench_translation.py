@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import random
 import socket
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-from benchlib import KeepAlive, duration_s, percentile
+from benchlib import KeepAlive, duration_s, percentile, spawn
 from tornado.websocket import websocket_connect
 
 TITLE = "translation"
@@ -99,11 +98,7 @@ class Stub:
     """The parent's handle on the stub's process."""
 
     def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter, not a copy of this loop
-        pipe, child_end = context.Pipe()
-        self.process = context.Process(target=_serve_stub, args=(child_end,), daemon=True)
-        self.process.start()
-        child_end.close()
+        self.process, pipe = spawn(_serve_stub)
         if not pipe.poll(30):
             raise TimeoutError("the provider stub did not start")
         self.url = f"http://127.0.0.1:{pipe.recv()}"

@@ -10,15 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import os
 import re
 import socket
 import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_DURATION_S = 10.0
 CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+
+def spawn(target: Callable[[Connection], None]) -> tuple[BaseProcess, Connection]:
+    """Start ``target(pipe)`` in a process of its own (a daemon); the process and this end of the pipe.
+
+    Spawned, not forked: a fresh interpreter, not a copy of this process and its running loop.
+    """
+    context = multiprocessing.get_context("spawn")
+    pipe, child_end = context.Pipe()
+    process = context.Process(target=target, args=(child_end,), daemon=True)
+    process.start()
+    child_end.close()
+    return process, pipe
 
 
 def duration_s() -> float:

@@ -32,7 +32,6 @@ The parent drives it through a pipe with ``Fanout``: open N connections (each wa
 from __future__ import annotations
 
 import base64
-import multiprocessing
 import os
 import re
 import select
@@ -43,6 +42,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlsplit
+
+from benchlib import spawn
 
 API = "/api/v1"
 # Linux: SO_TIMESTAMPNS (asm-generic and x86 alike); Python's socket module does not name it.
@@ -258,11 +259,7 @@ class _Child:
     """One client process and the blocking pipe that drives it (the calls are short)."""
 
     def __init__(self) -> None:
-        context = multiprocessing.get_context("spawn")  # a fresh interpreter, not a copy of this loop
-        self.pipe, child_end = context.Pipe()
-        self.process = context.Process(target=_child, args=(child_end,), daemon=True)
-        self.process.start()
-        child_end.close()
+        self.process, self.pipe = spawn(_child)
 
     def send(self, *message: Any) -> None:
         self.pipe.send(message)
