@@ -240,6 +240,7 @@ class RosettaApp:
         """Start-up work done once per server, before anything listens (the database is open)."""
         await self.files.reconcile()  # no upload is in flight, so orphans are real
         self.app_key.get()  # made now when missing: every worker then reads the same key
+        await self.translation.move_old_memory()  # from the database into its own file (once)
 
     async def stop(self) -> None:
         if self.cluster.peers is not None:

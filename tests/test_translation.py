@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import timedelta
 
 import pytest
 
+from rosetta.clock import iso
 from rosetta.services.fresh import ANY_WRITE
 from tests.support import register, workspace_with
 
@@ -204,6 +206,51 @@ async def test_memory_trim_deletes_in_chunks_and_keeps_the_young(server, api, st
         await api.post(path, {"content": f"{SPANISH} ({n})"}, token=bea.token)
     await server.app.jobs.run_once("translation.work")
     assert stub.texts == 8  # (0) was forgotten, (6) was kept
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_memory_outlives_a_restart_in_a_file_of_its_own(server, api, stub):
+    _ana, bea, _ws, path = await team(api)
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    await server.restart()
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 1
+    with sqlite3.connect(server.config.data_dir / "translation-memory.sqlite3") as raw:
+        assert raw.execute("SELECT source, target, translated FROM translation_memory").fetchall() == [
+            ("es", "en", f"[en] {SPANISH}")]
+    with sqlite3.connect(server.config.data_dir / "rosetta.sqlite3") as raw:  # not in the database any more
+        assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'translation_memory'").fetchall() == []
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_memory_kept_in_the_database_by_an_older_server_moves_to_its_file(server, api, stub, clock):
+    """Before it had a file of its own, the memory was the database's translation_memory table: its
+    entries are copied at start-up, learning dates and all, and the table is dropped."""
+    from rosetta.services.translation import masked_hash
+    from rosetta.translation.mask import mask
+
+    ana, bea, _ws, path = await team(api)
+    await server.stop()
+    data = server.config.data_dir
+    (data / "translation-memory.sqlite3").unlink()  # an older server had none
+    learned = clock.now() - timedelta(days=80)
+    with sqlite3.connect(data / "rosetta.sqlite3") as raw:  # the table as migration 0006 made it
+        raw.execute("CREATE TABLE translation_memory (provider TEXT NOT NULL, source TEXT NOT NULL,"
+                    " target TEXT NOT NULL, masked_hash TEXT NOT NULL, translated TEXT NOT NULL,"
+                    " created_at TEXT NOT NULL, PRIMARY KEY (provider, source, target, masked_hash))")
+        raw.execute("INSERT INTO translation_memory VALUES ('libretranslate', 'es', 'en', ?, 'Remembered.', ?)",
+                    (masked_hash(mask(SPANISH).text), iso(learned)))
+    await server.start()
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 0
+    assert (await api.get(path, token=ana.token)).json["data"][0]["display_content"] == "Remembered."
+    with sqlite3.connect(data / "rosetta.sqlite3") as raw:
+        assert raw.execute("SELECT name FROM sqlite_master WHERE name = 'translation_memory'").fetchall() == []
+    clock.advance(days=11)  # 91 days after it was learned: the copy kept its age
+    assert await server.app.jobs.run_once("translation.memory_trim") == 1
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -4,7 +4,8 @@ Owns the translation life cycle of a message. ``enqueue`` runs inside the postin
 adds one job row per distinct reader language that differs from the source. The worker
 (``work``, job ``translation.work``, also woken right after such a commit) leases due jobs in one
 write unit, masks and translates OUTSIDE any write unit (provider calls take 50 ms to seconds),
-then stores results, memory entries and ``message.translated`` events in one more write unit.
+then stores results and ``message.translated`` events in one more write unit, and what it learned in
+the translation memory (a file of its own: rosetta.store.translation_memory).
 A job whose lease expired (a crash, a restart) is claimed again; failures back off
 exponentially with jitter and end ``failed`` after ``translation.max_attempts``.
 """
@@ -30,13 +31,14 @@ from rosetta.ids import looks_like_id
 from rosetta.services import views
 from rosetta.services.context import Context
 from rosetta.services.events import Announcement, emit, emit_many
-from rosetta.services.fresh import UNCACHED
-from rosetta.services.trimming import CHUNK, delete_in_chunks
+from rosetta.services.fresh import UNCACHED, uncached
+from rosetta.services.trimming import CHUNK
 from rosetta.store import channels as channel_store
 from rosetta.store import direct as direct_store
 from rosetta.store import messages as message_store
 from rosetta.store import translations as store
 from rosetta.store.db import Conn, Tx
+from rosetta.store.translation_memory import FILE_NAME, Entry, TranslationMemory, adopt
 from rosetta.translation.base import Provider, ProviderError
 from rosetta.translation.detect import Detector
 from rosetta.translation.mask import Masked, MaskError, mask, unmask
@@ -110,6 +112,7 @@ class TranslationService:
         self.config = ctx.config.translation
         self.provider = provider
         self.messages = messages
+        self.memory = TranslationMemory(ctx.config.data_dir / FILE_NAME)
         self.autorun = autorun  # tests run the worker by hand (jobs.run_once), so commits do not wake it
         # With several worker processes one runs the queue (bounded provider concurrency); the others
         # pass their wake-ups to it through this (rosetta.cluster).
@@ -134,7 +137,8 @@ class TranslationService:
         return self.provider.enabled
 
     async def start(self) -> None:
-        """Load the detection model off the loop (~1 s); with provider ``none`` it is not needed at all."""
+        """Open the memory; load the detection model off the loop (~1 s), unless the provider is ``none``."""
+        await self.memory.open()
         if self.enabled and self.detector is None:
             self.detector = await self.ctx.off_loop(Detector)
 
@@ -146,6 +150,17 @@ class TranslationService:
             except asyncio.CancelledError:
                 pass
         self.provider.close()
+        await self.memory.close()
+
+    async def move_old_memory(self) -> None:
+        """Once per start, before anything listens: the memory moved out of the database into a file of
+        its own; copy what the database's old table holds, then drop the table."""
+        moved = await self.ctx.off_loop(adopt, self.memory.path, self.ctx.db.path)
+        if moved is None:
+            return
+        if moved:
+            log.info("moved %d translation memory entries out of the database into %s", moved, self.memory.path)
+        await self.ctx.db.write(uncached(store.drop_old_memory))
 
     # The TranslationPort -----------------------------------------------------------------------------
 
@@ -268,18 +283,17 @@ class TranslationService:
                 job.content = source["original_content"]  # only code, links, mentions: nothing to translate
                 continue
             groups.setdefault((source["source_language"], job.language), []).append(job)
-        memory: list[tuple[str, str, str, str, str]] = []
-        await asyncio.gather(*(self._translate_group(src, dst, group, memory) for (src, dst), group in groups.items()))
-        return await self._finish(jobs, memory, claim_next)
+        learned: list[Entry] = []
+        await asyncio.gather(*(self._translate_group(src, dst, group, learned) for (src, dst), group in groups.items()))
+        return await self._finish(jobs, learned, claim_next)
 
-    async def _translate_group(self, source: str, target: str, group: list[Work],
-                               memory: list[tuple[str, str, str, str, str]]) -> None:
+    async def _translate_group(self, source: str, target: str, group: list[Work], learned: list[Entry]) -> None:
         """Memory first; one provider call per distinct masked text that is not remembered."""
         by_hash: dict[str, list[Work]] = {}
         for job in group:
             assert job.masked is not None
             by_hash.setdefault(masked_hash(job.masked.text), []).append(job)
-        known = await store.memory_lookup(self.ctx.db.reader, self.provider.name, source, target, list(by_hash))
+        known = await self.memory.lookup(self.provider.name, source, target, list(by_hash))
         self.stats["memory_hits"] += sum(len(by_hash[h]) for h in known)
         missing = [h for h in by_hash if h not in known]
         fresh: dict[str, str] = {}
@@ -307,12 +321,11 @@ class TranslationService:
                 except MaskError as exc:
                     job.error = f"placeholders damaged: {exc}"
             if h in fresh and restored_once:
-                memory.append((self.provider.name, source, target, h, masked_translation))
+                learned.append((self.provider.name, source, target, h, masked_translation))
 
-    async def _finish(self, jobs: list[Work], memory: list[tuple[str, str, str, str, str]],
-                      claim_next: bool) -> list[sqlite3.Row]:
-        """Results, retries, memory, events and the next round's claim, FINISH_CHUNK jobs per write unit;
-        events are published after each COMMIT.
+    async def _finish(self, jobs: list[Work], learned: list[Entry], claim_next: bool) -> list[sqlite3.Row]:
+        """Results, retries, events and the next round's claim, FINISH_CHUNK jobs per write unit (events
+        are published after each COMMIT); meanwhile the memory learns what the round translated.
 
         One unit for a round of ~140 jobs held the writer (and the writers' lock every worker's sends
         queue on) for 15-20 ms. Chunks awaited one after another held it for 2-8 ms each, but the
@@ -337,11 +350,18 @@ class TranslationService:
             # (~11 µs) were ~30 % of a unit's ~67 µs per job.
             completed = {(j.message_id, j.language): announce(j, {"status": "completed", "content": j.content})
                          for j in chunk if j.content is not None}
-            unit = self._finish_unit(chunk, completed, announce, memory if number == 0 else [],
-                                     claim_next and number == last, now)
+            unit = self._finish_unit(chunk, completed, announce, claim_next and number == last, now)
             writes.append(asyncio.ensure_future(self.ctx.db.write(unit, background=True)))  # queued now
-        claimed = await asyncio.gather(*writes)
+        claimed, _ = await asyncio.gather(asyncio.gather(*writes), self._remember(learned, iso(now)))
         return claimed[last]
+
+    async def _remember(self, learned: Sequence[Entry], now: str) -> None:
+        """Teach the memory; a memory that cannot learn (disk full, locked) costs a provider call later,
+        so the translations it missed are stored and shown all the same."""
+        try:
+            await self.memory.remember(learned, now)
+        except Exception:
+            log.exception("the translation memory could not store %d entries", len(learned))
 
     @staticmethod
     def _announcement(rows: Mapping[str, sqlite3.Row], attachments: Mapping[str, list[dict[str, Any]]], job: Work,
@@ -354,17 +374,16 @@ class TranslationService:
         return Announcement.of("message.translated", job.audience_kind, job.audience_id, payload)
 
     def _finish_unit(self, chunk: list[Work], completed: Mapping[tuple[str, str], Announcement | None],
-                     announce: Callable[[Work, dict[str, Any]], Announcement | None],
-                     memory: list[tuple[str, str, str, str, str]], claim: bool,
+                     announce: Callable[[Work, dict[str, Any]], Announcement | None], claim: bool,
                      moment: datetime) -> Callable[[Tx], Awaitable[list[sqlite3.Row]]]:
-        """The write unit that stores ``chunk``'s results (announced as ``completed`` says), ``memory``,
-        and claims the next round's jobs when ``claim``."""
+        """The write unit that stores ``chunk``'s results (announced as ``completed`` says), and claims
+        the next round's jobs when ``claim``."""
         max_attempts = self.config.max_attempts
 
         async def unit(tx: Tx) -> list[sqlite3.Row]:
             now = iso(moment)
             # Of the cached reads, results and failures change only their places' history pages (the
-            # audience is the place: a channel or a conversation); events and memory are read by none.
+            # audience is the place: a channel or a conversation); events are read by none.
             tx.affects_only(UNCACHED)
             for audience_id in {job.audience_id for job in chunk}:
                 tx.affects_only(audience_id)
@@ -395,8 +414,6 @@ class TranslationService:
                 if made is not None:
                     announcements.append(made)
             await emit_many(self.ctx, tx, announcements)
-            if memory:
-                await store.memory_store(tx, memory, now)
             return await self._claim(tx) if claim else []
 
         return unit
@@ -409,7 +426,7 @@ class TranslationService:
         jobs, and a line still in use is learned again at the cost of one provider call.
         """
         cutoff = iso(self.ctx.clock.now() - timedelta(days=self.config.memory_days))
-        return await delete_in_chunks(self.ctx.db, partial(store.memory_trim_chunk, cutoff=cutoff), chunk)
+        return await self.memory.trim(cutoff, chunk)
 
     # On demand ---------------------------------------------------------------------------------------
 
@@ -442,7 +459,7 @@ class TranslationService:
         key = masked_hash(masked.text)
         remembered: str | None = None
         if masked.has_words:
-            remembered = (await store.memory_lookup(reader, self.provider.name, source, target, [key])).get(key)
+            remembered = (await self.memory.lookup(self.provider.name, source, target, [key])).get(key)
             translated = remembered
             if translated is None:
                 try:
@@ -461,13 +478,13 @@ class TranslationService:
             now = self.ctx.now()
             tx.affects_only(place.audience_id)  # as a posted message: only its place's pages change
             await store.upsert_completed(tx, row["id"], target, content, place.audience_kind, place.audience_id, now)
-            if translated is not None and remembered is None:
-                await store.memory_store(tx, [(self.provider.name, source, target, key, translated)], now)
             state = {"status": "completed", "content": content}
             payload = {**views.message(row, target, state), "language": target}
             await emit(self.ctx, tx, "message.translated", place.audience_kind, place.audience_id, payload)
 
         await self.ctx.db.write(unit)
+        if translated is not None and remembered is None:
+            await self._remember([(self.provider.name, source, target, key, translated)], self.ctx.now())
         return {"status": "completed", "content": content}
 
     async def languages(self) -> list[dict[str, str]]:

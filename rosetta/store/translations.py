@@ -1,4 +1,4 @@
-"""SQL for translation jobs/results (message_translations), the translation memory, and glossaries."""
+"""SQL for translation jobs/results (message_translations) and glossaries."""
 
 from __future__ import annotations
 
@@ -130,46 +130,10 @@ async def one(conn: Conn, message_id: str, language: str) -> sqlite3.Row | None:
 # Readers' languages (who a message is translated for) -------------------------------------------------
 
 
-# Translation memory -----------------------------------------------------------------------------------
+# The translation memory's old table (the memory has a file of its own: store/translation_memory.py) --------
 
-async def memory_lookup(conn: Conn, provider: str, source: str, target: str,
-                        hashes: Sequence[str]) -> dict[str, str]:
-    if not hashes:
-        return {}
-    found: dict[str, str] = {}
-    unique = list(dict.fromkeys(hashes))
-    for start in range(0, len(unique), MAX_IDS):
-        chunk = unique[start:start + MAX_IDS]
-        marks = ",".join("?" * len(chunk))
-        rows = await conn.fetch_all(
-            "SELECT masked_hash, translated FROM translation_memory WHERE provider = ? AND source = ? AND target = ?"
-            f" AND masked_hash IN ({marks})",
-            [provider, source, target, *chunk],
-        )
-        found.update({row[0]: row[1] for row in rows})
-    return found
-
-
-async def memory_store(tx: Tx, rows: Iterable[tuple[str, str, str, str, str]], now: str) -> None:
-    """``rows``: (provider, source, target, masked_hash, translated)."""
-    await tx.executemany(
-        "INSERT OR IGNORE INTO translation_memory (provider, source, target, masked_hash, translated, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [(*row, now) for row in rows],
-    )
-
-
-async def memory_trim_chunk(tx: Tx, chunk: int, *, cutoff: str) -> int:
-    """Delete, of the ``chunk`` oldest entries, those created before ``cutoff``; how many went.
-
-    Oldest by rowid: entries are only ever appended, so rowid order is creation order, and this reads
-    ``chunk`` rows however large the memory is (no index on created_at to keep up on every insert).
-    """
-    return await tx.execute(
-        "DELETE FROM translation_memory WHERE rowid IN"
-        " (SELECT rowid FROM translation_memory ORDER BY rowid LIMIT ?) AND created_at < ?",
-        (chunk, cutoff),
-    )
+async def drop_old_memory(tx: Tx) -> None:
+    await tx.execute("DROP TABLE IF EXISTS translation_memory")
 
 
 # Glossary -----------------------------------------------------------------------------------------------
