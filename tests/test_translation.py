@@ -225,6 +225,28 @@ async def test_memory_outlives_a_restart_in_a_file_of_its_own(server, api, stub)
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_a_memory_that_cannot_learn_costs_a_provider_call_not_a_translation(server, api, stub, caplog):
+    ana, bea, _ws, path = await team(api)
+    # Another process holds the memory's write lock past the busy timeout (5 s): learning fails.
+    other = sqlite3.connect(server.config.data_dir / "translation-memory.sqlite3", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        await api.post(path, {"content": SPANISH}, token=bea.token)
+        await server.app.jobs.run_once("translation.work")
+    finally:
+        other.close()  # and with it the lock
+    assert "the translation memory could not store 1 entries" in caplog.text
+    seen = (await api.get(path, token=ana.token)).json["data"][0]
+    assert seen["translation_status"] == "completed" and seen["display_content"] == f"[en] {SPANISH}"
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 2  # not remembered, so asked again; and learned this time
+    await api.post(path, {"content": SPANISH}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    assert stub.texts == 2
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_a_memory_kept_in_the_database_by_an_older_server_moves_to_its_file(server, api, stub, clock):
     """Before it had a file of its own, the memory was the database's translation_memory table: its
     entries are copied at start-up, learning dates and all, and the table is dropped."""
