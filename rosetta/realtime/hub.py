@@ -33,7 +33,7 @@ from rosetta.realtime.audience import CACHED_AUDIENCES, Audiences, Readers
 from rosetta.realtime.presence import Presence
 from rosetta.realtime.subscription import CLOSE_GOING_AWAY, CLOSE_REVOKED, Subscription
 from rosetta.realtime.wire import Control, Frame, dumps
-from rosetta.services.events import Event
+from rosetta.services.events import RENDERED, Event
 from rosetta.services.fresh import FreshCache
 from rosetta.services.trimming import CHUNK, delete_in_chunks
 from rosetta.services.views import same_language
@@ -49,8 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rosetta.realtime")
 
-# Events whose data is the message as each reader sees it over REST (rendered per language).
-RENDERED = frozenset({"message.created", "message.updated", "message.translated"})
 # Keys that hold message text: stripped from every *.deleted event (delete events carry no content).
 CONTENT_KEYS = ("content", "original_content", "display_content", "translations", "attachments")
 REPLAY_PAGE = 500  # events read per replay step; then wait for the socket to drain

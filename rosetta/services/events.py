@@ -14,6 +14,14 @@ from rosetta.store import events as event_store
 from rosetta.store.db import Tx
 
 EMITTED = "event.emitted"  # ctx.listeners key for in-transaction event hooks
+# Events whose data is the message as each reader sees it over REST: the hub renders them from the
+# message's row (and translation) per reader language, live, on other workers and in replays alike.
+RENDERED = frozenset({"message.created", "message.updated", "message.translated"})
+# What the log keeps of a RENDERED event: the message it is about, and the language a translation is in.
+# Not the message itself: the hub never reads it back, a deleted message's text would stay in the log
+# for the log's retention, and at ~0.6-1 KB an event it was most of what a send or a finished
+# translation chunk wrote. The in-transaction hooks (outgoing webhooks, push) get the whole payload.
+LOGGED_KEYS = ("id", "language")
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,7 @@ class Event:
 async def emit(ctx: Context, tx: Tx, name: str, audience_kind: str, audience_id: str,
                payload: dict[str, Any]) -> Event:
     now = ctx.now()
-    seq = await event_store.append(tx, name, audience_kind, audience_id, payload, now)
+    seq = await event_store.append(tx, name, audience_kind, audience_id, logged(name, payload), now)
     event = Event(seq, name, audience_kind, audience_id, payload, now)
     await _after_append(ctx, tx, [event])
     return event
@@ -47,7 +55,14 @@ class Announcement:
 
     @classmethod
     def of(cls, name: str, audience_kind: str, audience_id: str, payload: dict[str, Any]) -> Announcement:
-        return cls(name, audience_kind, audience_id, payload, event_store.encode(payload))
+        return cls(name, audience_kind, audience_id, payload, event_store.encode(logged(name, payload)))
+
+
+def logged(name: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """What the log keeps of an event's payload (see LOGGED_KEYS)."""
+    if name not in RENDERED:
+        return payload
+    return {key: payload[key] for key in LOGGED_KEYS if key in payload}
 
 
 async def emit_many(ctx: Context, tx: Tx, announcements: list[Announcement]) -> list[Event]:
