@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rosetta.services.fresh import ANY_WRITE
 from tests.support import register
 
 
@@ -34,3 +35,13 @@ async def test_cleanup_removes_only_what_can_never_be_used_again(api, server, cl
     assert (await api.get("/me", token=bea.token)).status == 401
     assert await server.app.jobs.run_once("credentials.cleanup") == {
         "sessions": 0, "tokens": 0, "otp_codes": 0, "password_resets": 0, "oauth_states": 0}
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_cleanup_keeps_every_cached_read(api, server):
+    """No cached read shows credentials: the hourly cleanup must not make every page be read again."""
+    bea = await register(api, "Bea")
+    assert (await api.post("/auth/app/logout", token=bea.token)).status == 200
+    stamp = server.app.db.freshness(ANY_WRITE)
+    assert (await server.app.jobs.run_once("credentials.cleanup"))["tokens"] == 1
+    assert server.app.db.freshness(ANY_WRITE) == stamp

@@ -8,6 +8,7 @@ Rate limits live in memory, not in these rows, so deleting them never resets a l
 from __future__ import annotations
 
 from rosetta.services.context import Context
+from rosetta.services.fresh import uncached
 from rosetta.store import auth as auth_store
 from rosetta.store import tokens as token_store
 from rosetta.store.db import Tx
@@ -30,4 +31,6 @@ class CredentialCleanup:
                 **await auth_store.delete_spent(tx, now),
             }
 
-        return await self.ctx.db.write(unit)
+        # No stamped cached read shows credentials (the token cache follows revocations, and every row
+        # deleted here is refused already): this commit keeps every cached page and audience.
+        return await self.ctx.db.write(uncached(unit))
