@@ -50,8 +50,10 @@ from rosetta.services.members import MemberService
 from rosetta.services.messages import MessageService
 from rosetta.services.oauth import OAuthService
 from rosetta.services.otp import OtpService
+from rosetta.services.outgoing import TRIM_EVERY_S as WEBHOOKS_TRIM_EVERY_S
 from rosetta.services.outgoing import OutgoingService
 from rosetta.services.password_reset import PasswordResetService
+from rosetta.services.push import TRIM_EVERY_S as PUSH_TRIM_EVERY_S
 from rosetta.services.push import PushService
 from rosetta.services.rooms import RoomService
 from rosetta.services.sessions import SessionService
@@ -155,6 +157,9 @@ class RosettaApp:
         self.push = PushService(self.ctx, self.messages)
         self.jobs.add("webhooks.deliver", WEBHOOK_POLL_S, self.outgoing.deliver_due)
         self.jobs.add("push.deliver", PUSH_POLL_S, self.push.deliver_due)
+        # Their records are trimmed by the hour, whether or not anything is being delivered.
+        self.jobs.add("webhooks.trim", WEBHOOKS_TRIM_EVERY_S, self.outgoing.trim)
+        self.jobs.add("push.trim", PUSH_TRIM_EVERY_S, self.push.trim)
         # Files and attachments (issue 5): the AttachmentPort of MessageService, the staged-file sweep.
         self.files = FileService(self.ctx)
         self.attachments = FileAttachments(self.ctx, self.workspaces, self.base_url)

@@ -246,10 +246,13 @@ async def test_an_unexpected_sender_error_counts_as_an_attempt_and_ends_failed(a
         clock.advance(seconds=backoff_s(attempt) + 1)
     assert row["status"] == "failed"
     assert await server.app.jobs.run_once("push.deliver") == 0
-    # A failed push is kept a week (to answer "why did I get nothing?"), then trimmed by a later run.
-    clock.advance(days=8)
+    # A failed push is kept a week (to answer "why did I get nothing?"), then trimmed by the hourly job.
+    clock.advance(days=6)
     await say(api, owen, ws, "@mia still there?")
     assert await server.app.jobs.run_once("push.deliver") == 1
+    assert await server.app.jobs.run_once("push.trim") == 0
+    clock.advance(days=2)
+    assert await server.app.jobs.run_once("push.trim") == 1
     [row] = await push_store.for_user(server.app.db.reader, mia.id)
     assert row["attempts"] == 1  # only the new one is left
 

@@ -46,6 +46,7 @@ CONCURRENCY = 4  # calls in flight per run: a slow receiver cannot hold up the r
 BACKOFF_BASE_S = 30
 BACKOFF_CAP_S = 6 * 3600
 KEEP_FINISHED_DAYS = 7
+TRIM_EVERY_S = 3600.0  # rows kept for days: an hourly look is plenty
 
 
 def backoff_s(attempts: int) -> float:
@@ -226,9 +227,12 @@ class OutgoingService:
                 await self._deliver(row)
 
         await asyncio.gather(*(one(row) for row in due))
-        cutoff = iso(self.ctx.clock.now() - timedelta(days=KEEP_FINISHED_DAYS))
-        await delete_in_chunks(self.ctx.db, partial(store.trim_deliveries, cutoff=cutoff))
         return len(due)
+
+    async def trim(self) -> int:
+        """The ``webhooks.trim`` job: forget deliveries finished more than KEEP_FINISHED_DAYS ago; how many went."""
+        cutoff = iso(self.ctx.clock.now() - timedelta(days=KEEP_FINISHED_DAYS))
+        return await delete_in_chunks(self.ctx.db, partial(store.trim_deliveries, cutoff=cutoff))
 
     async def _deliver(self, row: sqlite3.Row) -> None:
         config = self.ctx.config.webhooks

@@ -50,6 +50,7 @@ BACKOFF_BASE_S = 10
 BACKOFF_CAP_S = 3600
 BODY_CHARS = 240  # lock screens show ~2-4 lines; the app opens the full message
 KEEP_FAILED_DAYS = 7
+TRIM_EVERY_S = 3600.0  # rows kept for days: an hourly look is plenty
 
 
 def handle_key(text: str) -> str:
@@ -129,9 +130,12 @@ class PushService:
                         log.exception("recording the failure of push %s failed", row["id"])
 
         await asyncio.gather(*(one(row) for row in due))
-        cutoff = iso(self.ctx.clock.now() - timedelta(days=KEEP_FAILED_DAYS))
-        await delete_in_chunks(self.ctx.db, partial(push_store.trim_failed, cutoff=cutoff))
         return len(due)
+
+    async def trim(self) -> int:
+        """The ``push.trim`` job: forget pushes that failed more than KEEP_FAILED_DAYS ago; how many went."""
+        cutoff = iso(self.ctx.clock.now() - timedelta(days=KEEP_FAILED_DAYS))
+        return await delete_in_chunks(self.ctx.db, partial(push_store.trim_failed, cutoff=cutoff))
 
     async def _deliver(self, row: sqlite3.Row) -> None:
         reader = self.ctx.db.reader
