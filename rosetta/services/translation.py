@@ -32,7 +32,7 @@ from rosetta.services import views
 from rosetta.services.context import Context
 from rosetta.services.events import Announcement, emit, emit_many
 from rosetta.services.fresh import UNCACHED, uncached
-from rosetta.services.trimming import CHUNK
+from rosetta.services.trimming import CHUNK, until_short
 from rosetta.store import channels as channel_store
 from rosetta.store import direct as direct_store
 from rosetta.store import messages as message_store
@@ -426,7 +426,7 @@ class TranslationService:
         jobs, and a line still in use is learned again at the cost of one provider call.
         """
         cutoff = iso(self.ctx.clock.now() - timedelta(days=self.config.memory_days))
-        return await self.memory.trim(cutoff, chunk)
+        return await until_short(partial(self.memory.trim_chunk, cutoff, chunk), chunk)
 
     # On demand ---------------------------------------------------------------------------------------
 

@@ -23,11 +23,16 @@ async def delete_in_chunks(db: Database, delete_chunk: DeleteChunk, chunk: int =
 
     Only for rows no cached read shows: the units declare ``UNCACHED``.
     """
-
     unit = uncached(lambda tx: delete_chunk(tx, chunk))
+    return await until_short(lambda: db.write(unit, background=True), chunk)
+
+
+async def until_short(delete_one: Callable[[], Awaitable[int]], chunk: int) -> int:
+    """Await ``delete_one()`` (it deletes at most ``chunk`` rows and says how many) until it deletes
+    fewer; how many rows went in all. For stores with a writer of their own (the translation memory)."""
     deleted_in_all = 0
     while True:
-        deleted = await db.write(unit, background=True)
+        deleted = await delete_one()
         deleted_in_all += deleted
         if deleted < chunk:
             return deleted_in_all

@@ -79,8 +79,8 @@ class TranslationMemory:
 
     async def lookup(self, provider: str, source: str, target: str, hashes: Sequence[str]) -> dict[str, str]:
         """The remembered masked translation of each of ``hashes`` that has one."""
-        if self._reader is None:
-            raise RuntimeError("the translation memory is closed")
+        if self._reader is None:  # closed: the server is stopping, and an on-demand request still came in
+            return {}
         found: dict[str, str] = {}
         unique = list(dict.fromkeys(hashes))
         for start in range(0, len(unique), MAX_KEYS):
@@ -96,7 +96,7 @@ class TranslationMemory:
     async def remember(self, entries: Iterable[Entry], now: str) -> None:
         """Learn ``entries`` (one transaction); an entry already known keeps its text and its age."""
         rows = [(*entry, now) for entry in entries]
-        if rows:
+        if rows and self._thread is not None:  # closed (stopping): nothing is learned, as after a power loss
             await self._on_thread(self._insert, rows)
 
     def _insert(self, rows: list[tuple[str, ...]]) -> None:
@@ -106,19 +106,15 @@ class TranslationMemory:
                 "INSERT OR IGNORE INTO translation_memory (provider, source, target, masked_hash, translated,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?)", rows)
 
-    async def trim(self, cutoff: str, chunk: int) -> int:
-        """Forget entries learned before ``cutoff``, ``chunk`` rows per transaction; how many went.
+    async def trim_chunk(self, cutoff: str, chunk: int) -> int:
+        """Forget, of the ``chunk`` oldest entries, those learned before ``cutoff`` (one transaction, so
+        another process's writer gets in between chunks); how many went.
 
-        Oldest by rowid: entries are only ever appended, so rowid order is learning order, and each
-        transaction reads ``chunk`` rows however large the memory is (no index on created_at to keep
-        up on every insert). Chunks let another process's writer in between.
+        Oldest by rowid: entries are only ever appended, so rowid order is learning order, and this
+        reads ``chunk`` rows however large the memory is (no index on created_at to keep up on every
+        insert).
         """
-        deleted_in_all = 0
-        while True:
-            deleted = await self._on_thread(self._trim_chunk, cutoff, chunk)
-            deleted_in_all += deleted
-            if deleted < chunk:
-                return deleted_in_all
+        return await self._on_thread(self._trim_chunk, cutoff, chunk)
 
     def _trim_chunk(self, cutoff: str, chunk: int) -> int:
         assert self._writer is not None, "the translation memory is closed"
