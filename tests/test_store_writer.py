@@ -43,6 +43,26 @@ async def test_concurrent_units_share_one_commit_and_a_failing_one_rolls_back_al
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_a_lone_background_unit_waits_briefly_for_a_send_to_commit_with(db):
+    commits = db.commits
+    background = asyncio.ensure_future(db.write(insert(1), background=True))
+    await asyncio.sleep(0)  # the drain starts and lingers: nothing else is queued
+    assert not background.done()
+    await db.write(insert(2))  # a send arrives within the linger: one COMMIT carries both
+    assert await background == 1
+    assert db.commits == commits + 1 and await values(db) == [1, 2]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_lone_background_unit_commits_alone_when_no_send_comes(db):
+    commits = db.commits
+    began = asyncio.get_running_loop().time()
+    assert await db.write(insert(1), background=True) == 1
+    assert asyncio.get_running_loop().time() - began >= db.background_linger_s * 0.9  # timer resolution
+    assert db.commits == commits + 1
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_a_batch_takes_at_most_one_background_unit_and_sends_go_with_the_first(db):
     committed_with: dict[int, int] = {}  # x -> the commit count its unit saw on the writer's thread
 
