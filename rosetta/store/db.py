@@ -59,7 +59,7 @@ READER_MMAP_BYTES = 256 * 1024 * 1024  # address space, not memory: pages come f
 # Only when the checkpoint job is not running (or cannot keep up) does a COMMIT checkpoint by itself.
 WRITER_AUTOCHECKPOINT_PAGES = 16_000  # ~64 MB of WAL; SQLite's default is 1,000
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL grown in a burst is truncated back to this after a reset
-# How long background units with nothing else queued wait for a foreground unit to commit with (see _drain).
+# How long background units with nothing else queued wait for a foreground unit to commit with (see _linger).
 BACKGROUND_LINGER_S = 0.01
 Params = Sequence[Any] | dict[str, Any]
 
@@ -238,7 +238,7 @@ Queued = tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any], bool]
 class Database:
     def __init__(self, path: Path, synchronous: str = "FULL", readers: int = 2,
                  group_commit_max: int = 128, generations: Generations | None = None,
-                 shared_writer: bool = False, background_linger_s: float = BACKGROUND_LINGER_S) -> None:
+                 shared_writer: bool = False) -> None:
         self.path = path
         self.synchronous = synchronous
         self.reader_count = readers
@@ -248,7 +248,7 @@ class Database:
         self._next_reader = 0
         self._writer_thread: int | None = None  # aiosqlite's thread, known from its first batch
         self._queue: deque[Queued] = deque()
-        self.background_linger_s = background_linger_s
+        self.background_linger_s = BACKGROUND_LINGER_S
         self._carrier: asyncio.Future[None] | None = None  # resolved when a foreground unit is queued
         self._drain_task: asyncio.Task[None] | None = None
         self.commits = 0  # counters the benchmark prints: units per commit shows group commit working
@@ -340,7 +340,8 @@ class Database:
         ``background``: work no person is waiting on (the translation worker's results). A batch
         takes at most one background unit, so a send queued behind several waits for one of them,
         not for all: their callers split their work into short units and queue each without waiting
-        for the one before.
+        for the one before. With nothing else queued, a background unit waits briefly for a
+        foreground one to share its COMMIT (``_linger``).
         """
         if self._writer is None:  # e.g. a job still finishing while the app stops: refuse, don't crash
             raise RuntimeError("the database is closed")
