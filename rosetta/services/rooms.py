@@ -260,14 +260,16 @@ class RoomService:
         return count
 
     async def _purge(self, tx: Tx, rooms: list[sqlite3.Row]) -> tuple[int, list[str]]:
-        """Messages (their attachments and translations cascade) and files go; the room row stays,
-        so usage and the developer's list still know it."""
+        """Messages (their attachments and translations cascade), files and guest tokens go; the room
+        row stays, so usage and the developer's list still know it. The tokens were revoked when the
+        room expired and can never authenticate again; kept, they were a row per guest for good."""
         now = self.ctx.now()
         count = 0
         names: list[str] = []
         for room in rooms:
             names += await room_store.soft_delete_files(tx, room, now)
             await room_store.delete_messages(tx, room["channel_id"])
+            await room_store.delete_guest_tokens(tx, room["id"])
             if await room_store.mark_purged(tx, room["id"], now):
                 count += 1
         return count, names

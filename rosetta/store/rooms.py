@@ -110,6 +110,10 @@ async def delete_messages(tx: Tx, channel_id: str) -> int:
     return await tx.execute("DELETE FROM messages WHERE channel_id = ?", (channel_id,))
 
 
+async def delete_guest_tokens(tx: Tx, room_id: str) -> int:
+    return await tx.execute("DELETE FROM guest_tokens WHERE room_id = ?", (room_id,))
+
+
 async def mark_purged(tx: Tx, room_id: str, now: str) -> bool:
     changed = await tx.execute(
         "UPDATE temporary_rooms SET status = 'purged', purged_at = ? WHERE id = ? AND status = 'expired'",
