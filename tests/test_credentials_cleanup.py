@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rosetta.services.fresh import ANY_WRITE
-from tests.support import register
+from tests.support import register, workspace_with
 
 
 async def count(server, table: str) -> int:
@@ -34,7 +34,7 @@ async def test_cleanup_removes_only_what_can_never_be_used_again(api, server, cl
     assert (await api.get("/me", token=ana.token)).status == 200
     assert (await api.get("/me", token=bea.token)).status == 401
     assert await server.app.jobs.run_once("credentials.cleanup") == {
-        "sessions": 0, "tokens": 0, "otp_codes": 0, "password_resets": 0, "oauth_states": 0}
+        "sessions": 0, "tokens": 0, "otp_codes": 0, "password_resets": 0, "oauth_states": 0, "invites": 0}
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -45,3 +45,16 @@ async def test_cleanup_keeps_every_cached_read(api, server):
     stamp = server.app.db.freshness(ANY_WRITE)
     assert (await server.app.jobs.run_once("credentials.cleanup"))["tokens"] == 1
     assert server.app.db.freshness(ANY_WRITE) == stamp
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_cleanup_deletes_revoked_invites_and_keeps_the_others(api, server):
+    ana = await register(api, "Ana")
+    ws = await workspace_with(api, ana)
+    path = f"/workspaces/{ws['id']}/invites"
+    kept, revoked = [(await api.post(path, {"expires_in_days": 1}, token=ana.token)).json["data"] for _ in range(2)]
+    assert (await api.delete(f"{path}/{revoked['id']}", token=ana.token)).status == 204
+    assert (await server.app.jobs.run_once("credentials.cleanup"))["invites"] == 1
+    assert await count(server, "invites") == 1
+    assert [i["id"] for i in (await api.get(path, token=ana.token)).json["data"]] == [kept["id"]]
+    assert (await api.get(f"/invites/{revoked['code']}")).status == 404

@@ -10,6 +10,7 @@ from __future__ import annotations
 from rosetta.services.context import Context
 from rosetta.services.fresh import uncached
 from rosetta.store import auth as auth_store
+from rosetta.store import invites as invite_store
 from rosetta.store import tokens as token_store
 from rosetta.store.db import Tx
 
@@ -21,7 +22,8 @@ class CredentialCleanup:
         self.ctx = ctx
 
     async def run(self) -> dict[str, int]:
-        """How many rows of each kind went: web sessions, access tokens, codes, reset links, OAuth states."""
+        """How many rows of each kind went: web sessions, access tokens, codes, reset links, OAuth states,
+        revoked invites."""
         now = self.ctx.now()
 
         async def unit(tx: Tx) -> dict[str, int]:
@@ -29,6 +31,7 @@ class CredentialCleanup:
                 "sessions": await auth_store.sessions_delete_expired(tx, now),
                 "tokens": await token_store.delete_dead(tx, now),
                 **await auth_store.delete_spent(tx, now),
+                "invites": await invite_store.delete_revoked(tx),
             }
 
         # No stamped cached read shows credentials (the token cache follows revocations, and every row

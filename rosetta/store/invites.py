@@ -60,3 +60,8 @@ async def take_use(tx: Tx, invite_id: str, now: str) -> bool:
 
 async def revoke(tx: Tx, invite_id: str, now: str) -> int:
     return await tx.execute("UPDATE invites SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, invite_id))
+
+
+async def delete_revoked(tx: Tx) -> int:
+    """Cleanup: invites an admin revoked (no list shows them, no code of theirs is accepted)."""
+    return await tx.execute("DELETE FROM invites WHERE revoked_at IS NOT NULL")
