@@ -45,19 +45,18 @@ from rosetta.services.glossary import GlossaryService
 from rosetta.services.guests import GuestService
 from rosetta.services.invites import InviteService
 from rosetta.services.keys import AppKey
-from rosetta.services.mailer import MAIL_TRIM_EVERY_S, Mailer
+from rosetta.services.mailer import Mailer
 from rosetta.services.members import MemberService
 from rosetta.services.messages import MessageService
 from rosetta.services.oauth import OAuthService
 from rosetta.services.otp import OtpService
-from rosetta.services.outgoing import TRIM_EVERY_S as WEBHOOKS_TRIM_EVERY_S
 from rosetta.services.outgoing import OutgoingService
 from rosetta.services.password_reset import PasswordResetService
-from rosetta.services.push import TRIM_EVERY_S as PUSH_TRIM_EVERY_S
 from rosetta.services.push import PushService
 from rosetta.services.rooms import RoomService
 from rosetta.services.sessions import SessionService
-from rosetta.services.translation import MEMORY_TRIM_EVERY_S, TranslationService
+from rosetta.services.translation import TranslationService
+from rosetta.services.trimming import TRIM_EVERY_S
 from rosetta.services.verification import VerificationService
 from rosetta.services.webhooks import WebhookService
 from rosetta.services.workspaces import WorkspaceService
@@ -131,7 +130,7 @@ class RosettaApp:
         self.accounts.registration_hooks.append(self.verification.enqueue)
         self.resolvers.append(session_resolver)
         self.jobs.add("mail.send", MAIL_POLL_S, self.mailer.send_due)
-        self.jobs.add("mail.trim", MAIL_TRIM_EVERY_S, self.mailer.trim)
+        self.jobs.add("mail.trim", TRIM_EVERY_S, self.mailer.trim)
         self.cleanup = CredentialCleanup(self.ctx)
         self.jobs.add("credentials.cleanup", CLEANUP_EVERY_S, self.cleanup.run)
         # Social sign-in: [oauth.NAME] tables are validated here, so a bad one stops start-up naming the key.
@@ -148,7 +147,7 @@ class RosettaApp:
             self.translation.wake_elsewhere = lambda: peers.send("translation.wake")
         self.glossary = GlossaryService(self.ctx, self.workspaces)
         self.jobs.add("translation.work", config.translation.poll_interval_s, self.translation.work)
-        self.jobs.add("translation.memory_trim", MEMORY_TRIM_EVERY_S, self.translation.trim_memory)
+        self.jobs.add("translation.memory_trim", TRIM_EVERY_S, self.translation.trim_memory)
         # Integrations (issue 7): incoming/Slack webhooks, outgoing webhooks and push (both queue their
         # outbox rows through "event.emitted" hooks inside the emitting transaction), devices.
         self.webhooks = WebhookService(self.ctx, self.workspaces, self.messages)
@@ -158,8 +157,8 @@ class RosettaApp:
         self.jobs.add("webhooks.deliver", WEBHOOK_POLL_S, self.outgoing.deliver_due)
         self.jobs.add("push.deliver", PUSH_POLL_S, self.push.deliver_due)
         # Their records are trimmed by the hour, whether or not anything is being delivered.
-        self.jobs.add("webhooks.trim", WEBHOOKS_TRIM_EVERY_S, self.outgoing.trim)
-        self.jobs.add("push.trim", PUSH_TRIM_EVERY_S, self.push.trim)
+        self.jobs.add("webhooks.trim", TRIM_EVERY_S, self.outgoing.trim)
+        self.jobs.add("push.trim", TRIM_EVERY_S, self.push.trim)
         # Files and attachments (issue 5): the AttachmentPort of MessageService, the staged-file sweep.
         self.files = FileService(self.ctx)
         self.attachments = FileAttachments(self.ctx, self.workspaces, self.base_url)

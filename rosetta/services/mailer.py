@@ -28,7 +28,6 @@ log = logging.getLogger("rosetta.mail")
 BATCH = 50  # mails per job run: a run stays short even when an SMTP relay is slow
 ERROR_MAX = 500  # characters of the last error kept on the row
 KEEP_ENDED_DAYS = 30  # a sent or failed mail's row (no body) stays this long, to answer "did it go out?"
-MAIL_TRIM_EVERY_S = 3600.0
 
 
 class Mailer:

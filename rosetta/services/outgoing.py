@@ -46,7 +46,6 @@ CONCURRENCY = 4  # calls in flight per run: a slow receiver cannot hold up the r
 BACKOFF_BASE_S = 30
 BACKOFF_CAP_S = 6 * 3600
 KEEP_FINISHED_DAYS = 7
-TRIM_EVERY_S = 3600.0  # rows kept for days: an hourly look is plenty
 
 
 def backoff_s(attempts: int) -> float:

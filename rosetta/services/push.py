@@ -50,7 +50,6 @@ BACKOFF_BASE_S = 10
 BACKOFF_CAP_S = 3600
 BODY_CHARS = 240  # lock screens show ~2-4 lines; the app opens the full message
 KEEP_FAILED_DAYS = 7
-TRIM_EVERY_S = 3600.0  # rows kept for days: an hourly look is plenty
 
 
 def handle_key(text: str) -> str:

@@ -58,7 +58,6 @@ FINISH_CHUNK = 32  # jobs finished per write unit: ~1.5 ms of the writer each (s
 MASKS_BETWEEN_YIELDS = 16  # messages masked per loop turn while a round is prepared (see _round)
 MAX_ROUNDS = 64  # one work() call stops after this many rounds so it cannot hold the job lock forever
 LANGUAGES_TTL_S = 3600.0  # the provider's language list changes on upgrades only
-MEMORY_TRIM_EVERY_S = 3600.0  # the memory keeps entries for days: an hourly look is plenty
 
 ReaderLanguages = Callable[[Conn, "Place"], Awaitable[list[str]]]
 

@@ -15,6 +15,7 @@ from rosetta.store.db import Database, Tx
 
 DeleteChunk = Callable[[Tx, int], Awaitable[int]]
 CHUNK = 1000  # rows per unit: a few ms of the writer
+TRIM_EVERY_S = 3600.0  # how often the retention jobs look: they keep rows for days, so hourly is plenty
 
 
 async def delete_in_chunks(db: Database, delete_chunk: DeleteChunk, chunk: int = CHUNK) -> int:
