@@ -27,11 +27,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from rosetta.store.db import BUSY_TIMEOUT_MS, READER_MMAP_BYTES, run
+from rosetta.store.db import BUSY_TIMEOUT_MS, connect_reader, run
+from rosetta.store.translations import MAX_IDS
 
 T = TypeVar("T")
 FILE_NAME = "translation-memory.sqlite3"
-MAX_KEYS = 500  # bound parameters per lookup statement, below SQLite's default limit of 999
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS translation_memory ("
     " provider TEXT NOT NULL, source TEXT NOT NULL, target TEXT NOT NULL,"
@@ -53,12 +53,7 @@ class TranslationMemory:
     async def open(self) -> None:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="translation-memory")
         self._writer = await self._on_thread(connect_writer, self.path)
-        reader = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, isolation_level=None,
-                                 check_same_thread=False)  # opened on the loop's thread, maybe closed elsewhere
-        for pragma in (f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}", "PRAGMA query_only=ON",
-                       f"PRAGMA mmap_size={READER_MMAP_BYTES}"):
-            run(reader, pragma)
-        self._reader = reader
+        self._reader = connect_reader(self.path)  # the database's readers' settings: read-only, mapped
 
     async def close(self) -> None:
         if self._thread is None:
@@ -83,14 +78,14 @@ class TranslationMemory:
             return {}
         found: dict[str, str] = {}
         unique = list(dict.fromkeys(hashes))
-        for start in range(0, len(unique), MAX_KEYS):
-            chunk = unique[start:start + MAX_KEYS]
+        for start in range(0, len(unique), MAX_IDS):
+            chunk = unique[start:start + MAX_IDS]
             cursor = self._reader.execute(
                 "SELECT masked_hash, translated FROM translation_memory WHERE provider = ? AND source = ?"
                 f" AND target = ? AND masked_hash IN ({','.join('?' * len(chunk))})",
                 [provider, source, target, *chunk],
             )
-            found.update(cursor.fetchall())
+            found.update((row[0], row[1]) for row in cursor.fetchall())
         return found
 
     async def remember(self, entries: Iterable[Entry], now: str) -> None:

@@ -127,9 +127,6 @@ async def one(conn: Conn, message_id: str, language: str) -> sqlite3.Row | None:
     )
 
 
-# Readers' languages (who a message is translated for) -------------------------------------------------
-
-
 # The translation memory's old table (the memory has a file of its own: store/translation_memory.py) --------
 
 async def drop_old_memory(tx: Tx) -> None:
