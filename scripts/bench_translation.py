@@ -270,11 +270,10 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
         lags = [arrived[m] - sent_at[m] for m in sent_at if m in arrived]
         calls, texts_translated = await stub.counts()
         # Realistic chat: the memory hit rate.
-        _, before = await stub.counts()
         sample = chat_sample(SAMPLE_MESSAGES, random.Random(42))
         await paced_sends(base_url, senders, path, sample)
         await asyncio.sleep(3.0)  # let the worker finish (it is woken on commit; the poll is the safety net)
-        provider_texts = (await stub.counts())[1] - before
+        provider_texts = (await stub.counts())[1] - texts_translated
         jobs = SAMPLE_MESSAGES * (len(LANGUAGES) - 1)
     finally:
         stub.stop()
