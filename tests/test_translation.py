@@ -10,6 +10,7 @@ import pytest
 
 from rosetta.clock import iso
 from rosetta.services.fresh import ANY_WRITE
+from tests.rest_support import member_id
 from tests.support import register, workspace_with
 
 SPANISH = "Hola a todos, ¿cómo están hoy? Nos vemos mañana en la oficina."
@@ -287,6 +288,30 @@ async def test_translating_moves_only_its_places_cached_reads(server, api, stub)
     await server.app.jobs.run_once("translation.work")
     assert (await api.get(path, token=ana.token)).json["data"][0]["translation_status"] == "completed"
     assert server.app.db.freshness(ANY_WRITE) == stamp
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_new_reading_language_is_queued_from_the_next_message_on(server, api, stub):
+    """A place's reading languages are read before the posting unit and kept between writes; a
+    language change and a newcomer each move every stamp, so the very next message is queued for them."""
+    ana, bea, ws, path = await team(api)
+    await api.post(path, {"content": SPANISH}, token=bea.token)  # queued for en; the languages are kept
+    ana_member = await member_id(api, ws["id"], ana, ana.token)
+    changed = await api.put(f"/workspaces/{ws['id']}/members/{ana_member}", {"preferred_language": "fr"},
+                            token=ana.token)
+    assert changed.status == 200, changed
+    second = "Otra cosa: el almuerzo de mañana es a la una en punto."
+    await api.post(path, {"content": second}, token=bea.token)
+    cid = await register(api, "Cid", "de")
+    invite = await api.post(f"/workspaces/{ws['id']}/invites", {"expires_in_days": 1}, token=ana.token)
+    assert (await api.post(f"/invites/{invite.json['data']['code']}/accept", token=cid.token)).status == 200
+    third = "Y una última cosa: traed los portátiles cargados, por favor."
+    await api.post(path, {"content": third}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    asked = {(call["body"]["target"], text) for call in stub.calls("/translate") for text in call["body"]["q"]}
+    assert asked == {("en", SPANISH), ("fr", second), ("fr", third), ("de", third)}
+    seen = (await api.get(path, token=cid.token)).json["data"][0]
+    assert seen["translation_status"] == "completed" and seen["display_content"] == f"[de] {third}"
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -61,8 +61,9 @@ class AttachmentPort(Protocol):
 
 class TranslationPort(Protocol):
     def source_language(self, content: str, author_language: str) -> str: ...
-    async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place) -> None: ...
-    async def on_edit(self, tx: Tx, row: sqlite3.Row, place: Place) -> None: ...
+    async def languages_of(self, place: Place) -> tuple[str, ...]: ...
+    async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place, languages: Sequence[str]) -> None: ...
+    async def on_edit(self, tx: Tx, row: sqlite3.Row, place: Place, languages: Sequence[str]) -> None: ...
     async def on_delete(self, tx: Tx, message_id: str) -> None: ...
     async def for_reader(self, conn: Conn, rows: Sequence[sqlite3.Row],
                          language: str) -> dict[str, dict[str, Any]]: ...
@@ -89,10 +90,13 @@ class NoTranslation:
     def source_language(self, content: str, author_language: str) -> str:
         return author_language
 
-    async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place) -> None:
+    async def languages_of(self, place: Place) -> tuple[str, ...]:
+        return ()
+
+    async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place, languages: Sequence[str]) -> None:
         return None
 
-    async def on_edit(self, tx: Tx, row: sqlite3.Row, place: Place) -> None:
+    async def on_edit(self, tx: Tx, row: sqlite3.Row, place: Place, languages: Sequence[str]) -> None:
         return None
 
     async def on_delete(self, tx: Tx, message_id: str) -> None:
@@ -153,9 +157,10 @@ class MessageService:
         await self.attachments.check(self.ctx.db.reader, author.files_owner_id, attachment_ids)
         source = self.translations.source_language(content, author.language)
         message_id = new_id()
-        # Who the author looks like, read before the unit (and kept between writes) rather than joined
-        # again after the insert: the unit holds the writer, so it does as little as it can.
+        # Who the author looks like and who reads the place, read before the unit (and kept between
+        # writes) rather than inside it: the unit holds the writer, so it does as little as it can.
         display = await self._author_display(author)
+        languages = () if skip_translation else await self.translations.languages_of(place)
 
         async def unit(tx: Tx) -> tuple[dict[str, Any], list[dict[str, Any]]]:
             now = self.ctx.now()
@@ -176,7 +181,7 @@ class MessageService:
             # Of the cached reads, a new message changes only its own place's history pages.
             tx.affects_only(place.channel_id or place.conversation_id or place.audience_id)
             if not skip_translation:
-                await self.translations.enqueue(tx, row, place)
+                await self.translations.enqueue(tx, row, place, languages)
             neutral = views.message(row, row["source_language"], None, attached)
             await emit(self.ctx, tx, "message.created", place.audience_kind, place.audience_id, neutral)
             if place.conversation_id is not None:
@@ -270,6 +275,7 @@ class MessageService:
         await self.open_rule.require_open(place.workspace_id)
         source = self.translations.source_language(content, reader_language)
         attached = (await self.attachments.for_messages(self.ctx.db.reader, [found])).get(found["id"])
+        languages = await self.translations.languages_of(place)
 
         async def unit(tx: Tx) -> sqlite3.Row:
             current = await self._in_place(tx, place, found["id"])
@@ -277,7 +283,7 @@ class MessageService:
             row = await message_store.by_id(tx, current["id"])
             assert row is not None
             if not row["skip_translation"]:
-                await self.translations.on_edit(tx, row, place)  # the old translations are wrong now
+                await self.translations.on_edit(tx, row, place, languages)  # the old translations are wrong now
             neutral = views.message(row, row["source_language"], None, attached)
             await emit(self.ctx, tx, "message.updated", place.audience_kind, place.audience_id, neutral)
             return row

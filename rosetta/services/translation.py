@@ -31,7 +31,7 @@ from rosetta.ids import looks_like_id
 from rosetta.services import views
 from rosetta.services.context import Context
 from rosetta.services.events import Announcement, emit, emit_many
-from rosetta.services.fresh import UNCACHED, uncached
+from rosetta.services.fresh import UNCACHED, FreshCache, uncached
 from rosetta.services.trimming import CHUNK, until_short
 from rosetta.store import channels as channel_store
 from rosetta.store import direct as direct_store
@@ -58,6 +58,7 @@ FINISH_CHUNK = 32  # jobs finished per write unit: ~1.5 ms of the writer each (s
 MASKS_BETWEEN_YIELDS = 16  # messages masked per loop turn while a round is prepared (see _round)
 MAX_ROUNDS = 64  # one work() call stops after this many rounds so it cannot hold the job lock forever
 LANGUAGES_TTL_S = 3600.0  # the provider's language list changes on upgrades only
+CACHED_PLACES = 1024  # places whose reading languages are kept between writes (see languages_of)
 
 ReaderLanguages = Callable[[Conn, "Place"], Awaitable[list[str]]]
 
@@ -124,6 +125,7 @@ class TranslationService:
             "conversation": _conversation_languages,
         }
         self.rng = random.Random()  # noqa: S311 - jitter, not security
+        self._place_languages: FreshCache[tuple[str, ...]] = FreshCache(ctx.db, CACHED_PLACES)
         self.stats: Counter[str] = Counter()
         self._lock = asyncio.Lock()
         self._wanted = False
@@ -168,29 +170,39 @@ class TranslationService:
             return author_language
         return self.detector.detect(content, author_language)
 
-    async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place) -> None:
-        """In the posting transaction: one job per distinct reader language other than the source.
+    async def languages_of(self, place: Place) -> tuple[str, ...]:
+        """The distinct reading languages of ``place``'s readers, from committed rows.
 
-        The readers are read through ``ctx.db.reader``, which inside a unit is the writer itself (it
-        sees the batch so far). Someone joining in the same instant reads the message on demand instead.
+        Read before the posting unit and kept between writes: who reads a place changes only through
+        writes that move every stamp (members, roles, channel passwords, languages, deactivation).
+        Inside the unit this query held the writer, which every worker's sends queue on, ~120 µs per
+        message. Someone who joins or changes language in the same instant sees that message as
+        ``skipped`` and may translate it on demand, as for messages from before they joined.
         """
+        lookup = self.reader_languages.get(place.audience_kind)
+        if not self.enabled or lookup is None:
+            return ()
+
+        async def read() -> tuple[str, ...]:
+            return tuple(sorted({language for language in await lookup(self.ctx.db.reader, place) if language}))
+
+        return await self._place_languages.load((place.audience_kind, place.channel_id, place.conversation_id), read)
+
+    async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place, languages: Sequence[str]) -> None:
+        """In the posting transaction: one job per reading language (``languages_of``) other than the source."""
         if not self.enabled or message["skip_translation"]:
             return
-        lookup = self.reader_languages.get(place.audience_kind)
-        if lookup is None:
-            return
         source = message["source_language"]
-        readers = await lookup(self.ctx.db.reader, place)
-        languages = sorted({lang for lang in readers if lang and not views.same_language(lang, source)})
-        if not languages:
+        wanted = [language for language in languages if not views.same_language(language, source)]
+        if not wanted:
             return
-        await store.add_jobs(tx, message["id"], languages, place.audience_kind, place.audience_id, self.ctx.now())
+        await store.add_jobs(tx, message["id"], wanted, place.audience_kind, place.audience_id, self.ctx.now())
         tx.on_commit(self.wake)
 
-    async def on_edit(self, tx: Tx, row: sqlite3.Row, place: Place) -> None:
+    async def on_edit(self, tx: Tx, row: sqlite3.Row, place: Place, languages: Sequence[str]) -> None:
         """An edit: the old translations are wrong now; drop them and translate the new text again."""
         await store.delete_for_message(tx, row["id"])
-        await self.enqueue(tx, row, place)
+        await self.enqueue(tx, row, place, languages)
 
     async def on_delete(self, tx: Tx, message_id: str) -> None:
         """A delete: the translations go with the content (a pending job with them, untranslated)."""
