@@ -148,10 +148,29 @@ async def due_deliveries(conn: Conn, now: str, limit: int) -> list[sqlite3.Row]:
 
 async def finish_delivery(tx: Tx, delivery_id: str, *, status: str, attempts: int, next_attempt_at: str,
                           last_error: str | None, response_status: int | None, finished_at: str | None) -> None:
+    """Record a try; a delivery that ended (delivered or failed) drops its body: nothing sends or shows it
+    again, and a message's text should not outlive the message in an outbox kept for a week."""
     await tx.execute(
         "UPDATE webhook_deliveries SET status = ?, attempts = ?, next_attempt_at = ?, last_error = ?,"
-        " response_status = ?, finished_at = ? WHERE id = ?",
-        (status, attempts, next_attempt_at, last_error, response_status, finished_at, delivery_id),
+        " response_status = ?, finished_at = ?, body = CASE WHEN ? = 'pending' THEN body ELSE '' END WHERE id = ?",
+        (status, attempts, next_attempt_at, last_error, response_status, finished_at, status, delivery_id),
+    )
+
+
+# Events whose delivery carries a message's text.
+MESSAGE_CONTENT_EVENTS = ("message.created", "message.updated", "message.translated")
+
+
+async def cancel_for_deleted_message(tx: Tx, message_id: str, now: str) -> int:
+    """Deliveries not yet made of a message that was deleted end failed, body dropped: its text does not
+    leave the server after its author deleted it. Pending deliveries are few (those being retried),
+    and the due index narrows the scan to them."""
+    marks = ",".join("?" * len(MESSAGE_CONTENT_EVENTS))
+    return await tx.execute(
+        "UPDATE webhook_deliveries SET status = 'failed', body = '', finished_at = ?,"
+        " last_error = 'the message was deleted before it was delivered'"
+        f" WHERE status = 'pending' AND event_name IN ({marks}) AND json_extract(body, '$.data.id') = ?",
+        (now, *MESSAGE_CONTENT_EVENTS, message_id),
     )
 
 
