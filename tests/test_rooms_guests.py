@@ -203,6 +203,9 @@ async def test_room_expiry_with_a_moved_clock(api, server, clock):
     assert await server.app.jobs.run_once("rooms.expire") == {"expired": 0, "purged": 1}
     assert (await api.get(channel_path, token=dev.token)).json["data"] == []
     assert await server.app.db.reader.fetch_value("SELECT COUNT(*) FROM guest_tokens") == 0  # dead, and gone
+    assert await server.app.db.reader.fetch_value("SELECT COUNT(*) FROM users WHERE kind = 'guest'") == 0
+    members = await api.get(f"/workspaces/{room['workspace_id']}/members", token=dev.token)
+    assert [m["user"]["id"] for m in members.json["data"]] == [dev.id]  # the developer stays, the guest went
     assert (await api.get("/me", headers=as_guest(mei))).status == 401
     assert await server.app.jobs.run_once("rooms.expire") == {"expired": 0, "purged": 0}
     listed = (await api.get("/external/rooms", token=dev.token)).json["data"]

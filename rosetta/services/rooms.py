@@ -260,9 +260,10 @@ class RoomService:
         return count
 
     async def _purge(self, tx: Tx, rooms: list[sqlite3.Row]) -> tuple[int, list[str]]:
-        """Messages (their attachments and translations cascade), files and guest tokens go; the room
-        row stays, so usage and the developer's list still know it. The tokens were revoked when the
-        room expired and can never authenticate again; kept, they were a row per guest for good."""
+        """Messages (their attachments and translations cascade), files, guest tokens and the guests
+        themselves go; the room row stays, so usage and the developer's list still know it. The tokens
+        were revoked when the room expired and can never authenticate again; kept, they and the guests
+        (a nickname each) were rows for good."""
         now = self.ctx.now()
         count = 0
         names: list[str] = []
@@ -270,6 +271,7 @@ class RoomService:
             names += await room_store.soft_delete_files(tx, room, now)
             await room_store.delete_messages(tx, room["channel_id"])
             await room_store.delete_guest_tokens(tx, room["id"])
+            await room_store.delete_guests(tx, room["workspace_id"])
             if await room_store.mark_purged(tx, room["id"], now):
                 count += 1
         return count, names

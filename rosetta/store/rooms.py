@@ -114,6 +114,16 @@ async def delete_guest_tokens(tx: Tx, room_id: str) -> int:
     return await tx.execute("DELETE FROM guest_tokens WHERE room_id = ?", (room_id,))
 
 
+async def delete_guests(tx: Tx, workspace_id: str) -> int:
+    """The guest users of a room's workspace; their membership and anything else of theirs cascades.
+    A guest user belongs to the one room it joined and exists only for it."""
+    return await tx.execute(
+        "DELETE FROM users WHERE kind = 'guest' AND id IN"
+        " (SELECT user_id FROM members WHERE workspace_id = ? AND role = 'guest')",
+        (workspace_id,),
+    )
+
+
 async def mark_purged(tx: Tx, room_id: str, now: str) -> bool:
     changed = await tx.execute(
         "UPDATE temporary_rooms SET status = 'purged', purged_at = ? WHERE id = ? AND status = 'expired'",
