@@ -58,3 +58,20 @@ async def test_cleanup_deletes_revoked_invites_and_keeps_the_others(api, server)
     assert await count(server, "invites") == 1
     assert [i["id"] for i in (await api.get(path, token=ana.token)).json["data"]] == [kept["id"]]
     assert (await api.get(f"/invites/{revoked['code']}")).status == 404
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_cleanup_deletes_invites_30_days_after_they_expired(api, server, clock):
+    """An expired invite stays in the admin's list for a while (what lapsed), then goes."""
+    ana = await register(api, "Ana")
+    ws = await workspace_with(api, ana)
+    path = f"/workspaces/{ws['id']}/invites"
+    short = (await api.post(path, {"expires_in_days": 1}, token=ana.token)).json["data"]
+    clock.advance(days=20)
+    later = (await api.post(path, {"expires_in_days": 30}, token=ana.token)).json["data"]
+    clock.advance(days=11)  # the first expired exactly 30 days ago: still listed
+    assert (await server.app.jobs.run_once("credentials.cleanup"))["invites"] == 0
+    assert {i["id"] for i in (await api.get(path, token=ana.token)).json["data"]} == {short["id"], later["id"]}
+    clock.advance(seconds=1)
+    assert (await server.app.jobs.run_once("credentials.cleanup"))["invites"] == 1
+    assert [i["id"] for i in (await api.get(path, token=ana.token)).json["data"]] == [later["id"]]

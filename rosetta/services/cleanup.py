@@ -7,6 +7,9 @@ Rate limits live in memory, not in these rows, so deleting them never resets a l
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from rosetta.clock import iso
 from rosetta.services.context import Context
 from rosetta.services.fresh import uncached
 from rosetta.store import auth as auth_store
@@ -15,6 +18,8 @@ from rosetta.store import tokens as token_store
 from rosetta.store.db import Tx
 
 CLEANUP_EVERY_S = 3600.0  # hourly: the rows are harmless meanwhile
+# An expired invite stays in its admin's list this long (to see what lapsed, and re-issue it), then goes.
+EXPIRED_INVITES_KEPT_DAYS = 30
 
 
 class CredentialCleanup:
@@ -23,15 +28,16 @@ class CredentialCleanup:
 
     async def run(self) -> dict[str, int]:
         """How many rows of each kind went: web sessions, access tokens, codes, reset links, OAuth states,
-        revoked invites."""
+        revoked invites and those expired over EXPIRED_INVITES_KEPT_DAYS ago."""
         now = self.ctx.now()
+        invites_expired_before = iso(self.ctx.clock.now() - timedelta(days=EXPIRED_INVITES_KEPT_DAYS))
 
         async def unit(tx: Tx) -> dict[str, int]:
             return {
                 "sessions": await auth_store.sessions_delete_expired(tx, now),
                 "tokens": await token_store.delete_dead(tx, now),
                 **await auth_store.delete_spent(tx, now),
-                "invites": await invite_store.delete_revoked(tx),
+                "invites": await invite_store.delete_dead(tx, invites_expired_before),
             }
 
         # No stamped cached read shows credentials (the token cache follows revocations, and every row

@@ -62,6 +62,7 @@ async def revoke(tx: Tx, invite_id: str, now: str) -> int:
     return await tx.execute("UPDATE invites SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, invite_id))
 
 
-async def delete_revoked(tx: Tx) -> int:
-    """Cleanup: invites an admin revoked (no list shows them, no code of theirs is accepted)."""
-    return await tx.execute("DELETE FROM invites WHERE revoked_at IS NOT NULL")
+async def delete_dead(tx: Tx, expired_before: str) -> int:
+    """Cleanup: invites an admin revoked (no list shows them, no code of theirs is accepted), and those
+    that expired before ``expired_before`` (the admin's list shows an expired invite until then)."""
+    return await tx.execute("DELETE FROM invites WHERE revoked_at IS NOT NULL OR expires_at < ?", (expired_before,))
