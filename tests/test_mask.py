@@ -63,6 +63,11 @@ def test_the_kinds_that_are_masked():
     assert not mask("https://x.org @ana :+1:").has_words
 
 
+def test_e_mail_addresses_are_masked_whole_wherever_they_stand():
+    masked = mask("x.ana+tag@example.org wrote (bea-b@mail.example.org); also:cid_1@example.org and @dee")
+    assert masked.pieces == ("x.ana+tag@example.org", "bea-b@mail.example.org", "cid_1@example.org", "@dee")
+
+
 def test_glossary_matches_whole_words_only():
     assert mask("Go is good", ["Go"]).pieces == ("Go",)
     assert mask("a goodbye", ["good"]).pieces == ()
