@@ -93,3 +93,10 @@ def test_detection_strips_noise_and_falls_back_to_the_author():
     url_heavy = "mira https://example.com/un/enlace/muy/largo/con/palabras/en/ingles @ana"
     assert detector.detect(url_heavy, "pt") == "pt"  # what is left after stripping is too short
     assert strip_noise("hi @ana 😀 `x` :tada:").split() == ["hi"]
+
+
+def test_detection_reads_the_start_of_a_long_message():
+    """Its first lines decide (the detector's cost grows with the text, its answer does not)."""
+    spanish = "Hola a todos, ¿cómo están? Nos vemos mañana en la oficina. " * 20  # ~1,200 characters
+    english = "Here is the full build log, the tests are green and the deploy went fine. " * 100
+    assert Detector().detect(spanish + english, "en") == "es"
