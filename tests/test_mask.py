@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -71,6 +73,26 @@ def test_e_mail_addresses_are_masked_whole_wherever_they_stand():
 def test_glossary_matches_whole_words_only():
     assert mask("Go is good", ["Go"]).pieces == ("Go",)
     assert mask("a goodbye", ["good"]).pieces == ()
+
+
+def test_the_longest_glossary_term_that_matches_wins():
+    masked = mask("Rosetta Pro, Rosetta Pros and ro; C++x and C++", ["Ro", "Rosetta", "Rosetta Pro", "C", "C++"])
+    assert masked.pieces == ("Rosetta Pro", "Rosetta", "ro", "C", "C++")
+
+
+glossary_words = st.sampled_from(["go", "Go", "good", "gone", "go on", "C++", "C", "Node.js", "über", "Über",
+                                  "ÜBERALL"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(glossary_words, min_size=1, max_size=6),
+       st.lists(st.one_of(glossary_words, st.sampled_from([" ", ", ", "x", "s", "+", ".", "\n"])), max_size=20))
+def test_glossary_masks_as_the_plain_longest_first_alternation(terms, parts):
+    """The trie-shaped pattern masks exactly what the rule says: whole words, any case, longest term first."""
+    longest_first = sorted(set(terms), key=len, reverse=True)
+    rule = re.compile("|".join(rf"(?<!\w){re.escape(t)}(?!\w)" for t in longest_first), re.IGNORECASE)
+    text = "".join(parts)
+    assert list(mask(text, terms).pieces) == rule.findall(text)
 
 
 @pytest.mark.parametrize("translated", [
