@@ -26,7 +26,7 @@ from rosetta.errors import Invalid, NotFound
 from rosetta.ids import looks_like_id, new_id, new_secret
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
-from rosetta.services.events import EMITTED, Event
+from rosetta.services.events import EMITTED, RENDERED, Event
 from rosetta.services.fresh import ANY_WRITE, uncached
 from rosetta.services.ssrf import Refused, guarded_fetch, literal_refusal
 from rosetta.services.trimming import delete_in_chunks
@@ -187,7 +187,7 @@ class OutgoingService:
             return  # direct conversations, single users and guest rooms never leave the server
         if event.name == "message.deleted" and isinstance(event.payload, dict):
             # Before the active check: a hook disabled since may still hold pending deliveries.
-            await store.cancel_for_deleted_message(tx, str(event.payload.get("id")), self.ctx.now())
+            await store.cancel_for_deleted_message(tx, str(event.payload.get("id")), RENDERED, self.ctx.now())
         stamp = self.ctx.db.freshness(ANY_WRITE)
         if self._active is None or self._active[0] != stamp:
             self._active = (stamp, await store.workspaces_with_outgoing(tx))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from rosetta.store.db import Conn, Tx
@@ -157,20 +157,16 @@ async def finish_delivery(tx: Tx, delivery_id: str, *, status: str, attempts: in
     )
 
 
-# Events whose delivery carries a message's text.
-MESSAGE_CONTENT_EVENTS = ("message.created", "message.updated", "message.translated")
-
-
-async def cancel_for_deleted_message(tx: Tx, message_id: str, now: str) -> int:
-    """Deliveries not yet made of a message that was deleted end failed, body dropped: its text does not
-    leave the server after its author deleted it. Pending deliveries are few (those being retried),
-    and the due index narrows the scan to them."""
-    marks = ",".join("?" * len(MESSAGE_CONTENT_EVENTS))
+async def cancel_for_deleted_message(tx: Tx, message_id: str, event_names: Collection[str], now: str) -> int:
+    """Deliveries not yet made of ``event_names`` (those that carry a message's text) about a message that
+    was deleted end failed, body dropped: its text does not leave the server after its author deleted
+    it. Pending deliveries are few (those being retried), and the due index narrows the scan to them."""
+    marks = ",".join("?" * len(event_names))
     return await tx.execute(
         "UPDATE webhook_deliveries SET status = 'failed', body = '', finished_at = ?,"
         " last_error = 'the message was deleted before it was delivered'"
         f" WHERE status = 'pending' AND event_name IN ({marks}) AND json_extract(body, '$.data.id') = ?",
-        (now, *MESSAGE_CONTENT_EVENTS, message_id),
+        (now, *sorted(event_names), message_id),
     )
 
 
