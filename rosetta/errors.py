@@ -1,7 +1,7 @@
 """The ApiError family: application code raises these; one ``write_error`` renders them.
 
 Each error knows its status and the JSON envelope of the contract (``{"message", "errors"}``).
-Nothing here knows HTTP beyond the status number.
+Nothing here knows HTTP beyond the status number. ``JSON_ERRORS`` is what parsing untrusted JSON raises.
 """
 
 from __future__ import annotations
@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 INVALID_MESSAGE = "The given data was invalid."
+# What json.loads raises on bytes that are not JSON, whoever sent them (a client, a provider, an identity
+# provider): RecursionError too, for "[[[[…" nested past the C stack, which ValueError does not cover.
+JSON_ERRORS = (ValueError, UnicodeDecodeError, RecursionError)
 
 
 class ApiError(Exception):

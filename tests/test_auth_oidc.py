@@ -41,6 +41,7 @@ class Provider:
         self.audience = CLIENT_ID
         self.exp_offset = 300
         self.email_verified: object = True
+        self.token_answer: bytes | None = None  # set: the token endpoint answers exactly these bytes
         self.port = 0
         self.server: tornado.httpserver.HTTPServer | None = None
 
@@ -86,6 +87,9 @@ class Provider:
                 if self.request.headers.get("Authorization") != f"Basic {basic}":
                     self.set_status(401)
                     self.write({"error": "invalid_client"})
+                    return
+                if provider.token_answer is not None:
+                    self.write(provider.token_answer)
                     return
                 grant = provider.grants.pop(self.get_body_argument("code"), None)
                 verifier = self.get_body_argument("code_verifier", "")
@@ -218,6 +222,15 @@ async def test_wrong_code_or_pkce_is_refused_by_the_provider(api, server, idp):
     idp.grants["code-1"]["challenge"] = "tampered"
     refused = await callback(api, params)
     assert refused.status == 422 and "code" in refused.json["errors"]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_token_answer_that_is_not_json_is_refused_not_a_500(api, server, idp):
+    for answer in (b"<html>maintenance</html>", b"[" * 100_000):  # the second: RecursionError in json.loads
+        params = idp.approve(await start_login(api), "sub-1", "mia@example.test")
+        idp.token_answer = answer
+        refused = await callback(api, params)
+        assert refused.status == 422 and "code" in refused.json["errors"], refused
 
 
 @pytest.mark.gen_test(timeout=30)

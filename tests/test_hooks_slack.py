@@ -96,6 +96,10 @@ async def test_slack_hook_refusals(api):
     hook = await make_webhook(api, owner, ws)
     assert (await post_hook(api, "0" * 48, {"text": "x"})).status == 404
     assert (await post_hook(api, hook["secret"], raw=b"{not json")).status == 400
+    for nested in (b"[" * 100_000, b"payload=" + b"%5B" * 100_000):  # json.loads raises RecursionError
+        kind = "application/json" if nested.startswith(b"[") else "application/x-www-form-urlencoded"
+        deep = await post_hook(api, hook["secret"], raw=nested, content_type=kind)
+        assert deep.status == 400 and deep.json == {"message": "Malformed JSON body."}, deep
     no_payload = await post_hook(api, hook["secret"], raw=b"text=hi", content_type="application/x-www-form-urlencoded")
     assert no_payload.status == 422 and "payload" in no_payload.json["errors"]
     empty = await post_hook(api, hook["secret"], {"text": ""})

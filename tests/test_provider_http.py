@@ -127,6 +127,10 @@ async def test_engine_errors_and_bad_urls_are_provider_errors(stub):
         stub.fail = False
         assert await provider.translate(["dos"], "es", "en") == ["[en] dos"]
         assert len(stub.connections()) == 1  # an error answer is still a whole answer: the connection stays
+        for raw in (b"<html>busy</html>", b"[" * 100_000):  # the second makes json.loads raise RecursionError
+            stub.answer_raw = raw
+            with pytest.raises(ProviderError, match="not JSON"):
+                await provider.translate(["tres"], "es", "en")
     ftp = build_provider(TranslationConfig(provider="libretranslate", url="ftp://127.0.0.1:1"))
     with pytest.raises(ProviderError, match="not an http"):
         await ftp.translate(["uno"], "es", "en")

@@ -157,6 +157,17 @@ async def test_resume_frame_replays_and_ping_gets_pong(server, api, rt):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_a_frame_that_is_not_a_json_object_gets_an_error_and_the_socket_stays(server, api, rt):
+    ana = await register(api, "Ana")
+    ws, _ = await rt.hello(ana.token)
+    for bad in ("{not json", "[1, 2]", "[" * 60_000):  # the last makes json.loads raise RecursionError
+        await ws.write_message(bad)
+        assert await frame(ws) == {"type": "error", "message": "Frames must be JSON objects."}
+    await ws.write_message(json.dumps({"type": "ping"}))
+    assert await frame(ws) == {"type": "pong"}
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_edit_and_delete_made_while_away_are_replayed_without_content(server, api, rt):
     ana, bea = await register(api, "Ana"), await register(api, "Bea")
     team = await workspace_with(api, ana, bea)

@@ -57,6 +57,10 @@ class _Base(tornado.web.RequestHandler):
             self.set_status(500)
             self.finish({"error": "stub told to fail"})
             return False
+        if self.stub.answer_raw is not None:
+            self.set_header("Content-Type", "application/json")
+            self.finish(self.stub.answer_raw)
+            return False
         return True
 
     def fake(self, text: str, target: str) -> str:
@@ -129,6 +133,7 @@ class ProviderStub:
         self.requests: list[dict[str, Any]] = []
         self.texts = 0  # texts translated (a batch of 3 counts 3)
         self.fail = False
+        self.answer_raw: bytes | None = None  # set: every call is answered 200 with exactly these bytes
         self.drop_placeholders = False
         self.delay_s = 0.0
         self.close_each = False

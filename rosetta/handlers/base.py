@@ -21,6 +21,7 @@ import tornado.httputil
 import tornado.web
 
 from rosetta.errors import (
+    JSON_ERRORS,
     ApiError,
     CsrfMismatch,
     Forbidden,
@@ -269,7 +270,7 @@ def json_object(raw: bytes, allow_empty: bool = True) -> dict[str, Any]:
         raise Malformed()
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested past the C stack
+    except JSON_ERRORS:
         raise Malformed() from None
     if not isinstance(value, dict):
         raise Malformed("The JSON body must be an object.")

@@ -11,7 +11,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qs
 
-from rosetta.errors import Invalid, Malformed
+from rosetta.errors import JSON_ERRORS, Invalid, Malformed
 from rosetta.handlers.base import BaseHandler
 from rosetta.services import slack_format
 from rosetta.services.messages import MAX_CONTENT_CHARS
@@ -39,7 +39,7 @@ class SlackHookHandler(BaseHandler):
             raise Malformed()
         try:
             return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except JSON_ERRORS:
             raise Malformed() from None
 
     async def post(self, secret: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import tornado.ioloop
 import tornado.websocket
 
-from rosetta.errors import Forbidden, Invalid, TooManyAttempts
+from rosetta.errors import JSON_ERRORS, Forbidden, Invalid, TooManyAttempts
 from rosetta.handlers.base import BaseHandler
 from rosetta.ids import looks_like_id
 from rosetta.realtime.subscription import (
@@ -168,7 +168,7 @@ class RealtimeSocketHandler(RealtimeMixin, BaseHandler, tornado.websocket.WebSoc
             return
         try:
             frame = json.loads(message)
-        except (ValueError, UnicodeDecodeError):
+        except JSON_ERRORS:
             frame = None
         if not isinstance(frame, dict):
             sub.control(Control({"type": "error", "message": "Frames must be JSON objects."}))

@@ -9,6 +9,7 @@ import json
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from rosetta.errors import JSON_ERRORS
 from rosetta.push.base import SEND_TIMEOUT_S, SENT, Notification, Outcome
 
 
@@ -29,7 +30,7 @@ class ExpoSender:
             return Outcome("retry", f"Expo answered {response.code}")
         try:
             document = json.loads(response.body or b"{}")
-        except ValueError:
+        except JSON_ERRORS:
             return Outcome("retry", "Expo answered something that is not JSON")
         if response.code >= 400:
             return Outcome("failed", f"Expo refused the request ({response.code}): {str(document)[:200]}")

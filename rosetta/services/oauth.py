@@ -27,7 +27,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from rosetta.clock import iso
 from rosetta.config import ConfigError
-from rosetta.errors import Forbidden, Invalid, NotFound
+from rosetta.errors import JSON_ERRORS, Forbidden, Invalid, NotFound
 from rosetta.ids import new_id, sha256_hex
 from rosetta.services.accounts import INACTIVE
 from rosetta.services.context import Context
@@ -152,7 +152,7 @@ class OAuthService:
         try:
             response = await AsyncHTTPClient().fetch(request)
             return json.loads(response.body)
-        except (HTTPClientError, OSError, ValueError):
+        except (HTTPClientError, OSError, *JSON_ERRORS):
             raise Invalid.one("code", BAD_CODE) from None
 
     async def _cached(self, url: str, fresh: bool = False) -> Any:
@@ -241,7 +241,7 @@ class OAuthService:
         try:
             response = await AsyncHTTPClient().fetch(request)
             tokens = json.loads(response.body)
-        except (HTTPClientError, OSError, ValueError):
+        except (HTTPClientError, OSError, *JSON_ERRORS):
             raise Invalid.one("code", BAD_CODE) from None
         if not isinstance(tokens, dict) or "error" in tokens:
             raise Invalid.one("code", BAD_CODE)

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from rosetta.config import TranslationConfig
+from rosetta.errors import JSON_ERRORS
 from rosetta.translation.keepalive import BadAnswer, KeepAliveClient
 
 
@@ -94,7 +95,7 @@ class Provider:
             raise ProviderError(f"{self.name} {url} answered {answer.code} {detail}".strip())
         try:
             return json.loads(answer.body)
-        except (ValueError, UnicodeDecodeError):
+        except JSON_ERRORS:
             raise ProviderError(f"{self.name} {url} answered something that is not JSON") from None
 
     def close(self) -> None:
