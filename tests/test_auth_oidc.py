@@ -234,6 +234,15 @@ async def test_a_token_answer_that_is_not_json_is_refused_not_a_500(api, server,
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_a_name_claim_sqlite_cannot_store_is_shown_replaced(api, server, idp):
+    params = idp.approve(await start_login(api), "sub-1", "mia@example.test")
+    idp.grants["code-1"]["name"] = "Mia \ud800"  # a lone surrogate: valid in JSON, not storable as UTF-8
+    signed = await callback(api, params)
+    assert signed.status == 200, signed
+    assert (await api.get("/me", token=signed.json["access_token"])).json["name"] == "Mia \ufffd"
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_never_links_by_email(api, server, idp):
     ana = await register(api, "Ana")
     params = idp.approve(await start_login(api), "sub-9", ana.email)

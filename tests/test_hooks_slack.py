@@ -90,6 +90,20 @@ async def test_slack_json_and_form_payloads_land_as_webhook_messages(api):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_text_sqlite_cannot_store_is_shown_replaced_not_a_500(api):
+    """A payload is shown as it comes; a lone surrogate (valid JSON, not storable UTF-8) becomes U+FFFD."""
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    hook = await make_webhook(api, owner, ws)
+    raw = b'{"text": "disk \\ud800 full", "username": "nas\\udfff", "attachments": [{"title": "\\ud83d"}]}'
+    posted = await post_hook(api, hook["secret"], raw=raw)
+    assert posted.status == 200, posted
+    [message] = await messages_in(api, owner, ws, ws["general"]["id"])
+    assert message["original_content"] == "disk \ufffd full\n\n> **\ufffd**"
+    assert message["author"]["name"] == "nas\ufffd"
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_slack_hook_refusals(api):
     owner = await register(api, "Owen")
     ws = await workspace_with(api, owner)

@@ -131,6 +131,8 @@ async def test_engine_errors_and_bad_urls_are_provider_errors(stub):
             stub.answer_raw = raw
             with pytest.raises(ProviderError, match="not JSON"):
                 await provider.translate(["tres"], "es", "en")
+        stub.answer_raw = b'{"translatedText": ["cuatro \\ud800"]}'  # JSON, but not text SQLite can store
+        assert await provider.translate(["cuatro"], "es", "en") == ["cuatro \ufffd"]
     ftp = build_provider(TranslationConfig(provider="libretranslate", url="ftp://127.0.0.1:1"))
     with pytest.raises(ProviderError, match="not an http"):
         await ftp.translate(["uno"], "es", "en")

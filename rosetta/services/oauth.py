@@ -34,6 +34,7 @@ from rosetta.services.context import Context
 from rosetta.store import auth as auth_store
 from rosetta.store import users as user_store
 from rosetta.store.db import Tx
+from rosetta.text import storable
 
 T = TypeVar("T")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
@@ -84,6 +85,14 @@ class Identity:
     email: str | None
     email_verified: bool
     name: str | None
+
+    @classmethod
+    def of(cls, provider: str, subject: Any, email: Any, email_verified: bool, name: Any) -> Identity:
+        """From what a provider said: bounded and storable (claims are JSON, and may hold "\\ud800");
+        an e-mail address that is not plain text, or has no "@", is no address."""
+        address = email.lower() if isinstance(email, str) and "@" in email and storable(email) == email else None
+        return cls(provider=provider, subject=storable(str(subject))[:255], email=address,
+                   email_verified=email_verified, name=storable(str(name or ""))[:255] or None)
 
 
 def parse_providers(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, Provider]:
@@ -289,11 +298,8 @@ class OAuthService:
             raise Invalid.one("code", BAD_TOKEN)
         if not hmac.compare_digest(str(claims.get("nonce", "")).encode(), nonce.encode()):
             raise Invalid.one("code", BAD_TOKEN)
-        email = claims.get("email")
-        return Identity(provider=p.name, subject=str(claims["sub"])[:255],
-                        email=email.lower() if isinstance(email, str) and "@" in email else None,
-                        email_verified=claims.get("email_verified") is True,
-                        name=str(claims.get("name") or claims.get("preferred_username") or "")[:255] or None)
+        return Identity.of(p.name, claims["sub"], claims.get("email"), claims.get("email_verified") is True,
+                           claims.get("name") or claims.get("preferred_username"))
 
     async def _github_identity(self, p: Provider, tokens: dict[str, Any]) -> Identity:
         access = tokens.get("access_token")
@@ -307,9 +313,8 @@ class OAuthService:
         emails = await self._get_json(p.userinfo_url.rstrip("/") + "/emails", auth)
         for entry in emails if isinstance(emails, list) else []:
             if isinstance(entry, dict) and entry.get("primary") and isinstance(entry.get("email"), str):
-                email, verified = entry["email"].lower(), entry.get("verified") is True
-        return Identity(provider=p.name, subject=str(profile["id"]), email=email, email_verified=verified,
-                        name=str(profile.get("name") or profile.get("login") or "")[:255] or None)
+                email, verified = entry["email"], entry.get("verified") is True
+        return Identity.of(p.name, profile["id"], email, verified, profile.get("name") or profile.get("login"))
 
     # Accounts ------------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rosetta.errors import Invalid
+from rosetta.text import storable
 
 # Slack's named colours, and what a reader sees instead of a coloured bar.
 COLOR_MARKERS = {"good": "🟢", "warning": "🟡", "danger": "🔴"}
@@ -33,7 +34,7 @@ def _s(value: Any, limit: int = MAX_FIELD_CHARS) -> str:
     """Any scalar as stripped text (tools send numbers for field values), bounded."""
     if value is None or isinstance(value, dict | list):
         return ""
-    text = str(value).replace("\x00", "").strip()
+    text = storable(str(value)).strip()
     return text[:limit]
 
 

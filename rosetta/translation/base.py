@@ -13,6 +13,7 @@ from typing import Any
 
 from rosetta.config import TranslationConfig
 from rosetta.errors import JSON_ERRORS
+from rosetta.text import storable
 from rosetta.translation.keepalive import BadAnswer, KeepAliveClient
 
 
@@ -47,7 +48,7 @@ class Provider:
             return []
         chunks = [texts[i:i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
         results = await asyncio.gather(*(self._bounded(chunk, source, target) for chunk in chunks))
-        out = [text for chunk in results for text in chunk]
+        out = [storable(text) for chunk in results for text in chunk]  # an engine's answer is shown as it comes
         if len(out) != len(texts):
             raise ProviderError(f"{self.name} answered {len(out)} texts for {len(texts)}")
         return out
