@@ -142,6 +142,27 @@ def test_upgrading_drops_the_bodies_of_finished_deliveries(tmp_path):
         raw.close()
 
 
+def test_upgrading_indexes_the_message_of_each_pending_delivery(tmp_path):
+    raw = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
+    try:
+        apply_migrations(raw)
+        # As a database from before migration 11: no message_id column, deliveries with their bodies.
+        raw.executescript("DROP INDEX webhook_deliveries_message;"
+                          " ALTER TABLE webhook_deliveries DROP COLUMN message_id;"
+                          " DELETE FROM schema_migrations WHERE version = 11; PRAGMA foreign_keys = OFF;")
+        rows = (("d1", "message.created", "pending", "m1"), ("d2", "message.translated", "pending", "m1"),
+                ("d3", "message.created", "delivered", "m2"), ("d4", "channel.created", "pending", "c1"))
+        for delivery_id, name, status, data_id in rows:
+            raw.execute("INSERT INTO webhook_deliveries (id, outgoing_webhook_id, event_name, event_seq, body, status,"
+                        " next_attempt_at, created_at) VALUES (?, 'h', ?, 1, ?, ?, '', '')",
+                        (delivery_id, name, json.dumps({"data": {"id": data_id}}), status))
+        assert apply_migrations(raw) == [11]
+        found = dict(raw.execute("SELECT id, message_id FROM webhook_deliveries").fetchall())
+        assert found == {"d1": "m1", "d2": "m1", "d3": None, "d4": None}  # what a deletion must still cancel
+    finally:
+        raw.close()
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_finished_deliveries_are_forgotten_after_seven_days(api, server, peer, clock):
     owner = await register(api, "Owen")

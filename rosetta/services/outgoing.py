@@ -187,7 +187,7 @@ class OutgoingService:
             return  # direct conversations, single users and guest rooms never leave the server
         if event.name == "message.deleted" and isinstance(event.payload, dict):
             # Before the active check: a hook disabled since may still hold pending deliveries.
-            await store.cancel_for_deleted_message(tx, str(event.payload.get("id")), RENDERED, self.ctx.now())
+            await store.cancel_for_deleted_message(tx, str(event.payload.get("id")), self.ctx.now())
         stamp = self.ctx.db.freshness(ANY_WRITE)
         if self._active is None or self._active[0] != stamp:
             self._active = (stamp, await store.workspaces_with_outgoing(tx))
@@ -202,6 +202,8 @@ class OutgoingService:
         if workspace_id not in active:
             return
         now = self.ctx.now()
+        # Deliveries carrying a message's text are found by it when the message is deleted.
+        message_id = event.payload.get("id") if event.name in RENDERED else None
         rows = []
         for hook in await store.active_outgoing(tx, workspace_id):
             subscribed = json.loads(hook["event_types"])
@@ -211,7 +213,7 @@ class OutgoingService:
             body = json.dumps({"id": delivery_id, "event": event.name, "seq": event.seq, "workspace_id": workspace_id,
                                "created_at": event.created_at, "data": event.payload},
                               ensure_ascii=False, separators=(",", ":"))
-            rows.append((delivery_id, hook["id"], event.name, event.seq, body, now, now))
+            rows.append((delivery_id, hook["id"], event.name, event.seq, message_id, body, now, now))
         if rows:
             await store.enqueue_deliveries(tx, rows)
 

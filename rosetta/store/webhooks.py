@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from rosetta.store.db import Conn, Tx
@@ -128,11 +128,12 @@ async def channel_workspace(conn: Conn, channel_id: str) -> str | None:
 # Deliveries --------------------------------------------------------------------------------------
 
 
-async def enqueue_deliveries(tx: Tx, rows: Sequence[tuple[str, str, str, int, str, str, str]]) -> None:
-    """Rows of (id, outgoing_webhook_id, event_name, event_seq, body, next_attempt_at, created_at)."""
+async def enqueue_deliveries(tx: Tx, rows: Sequence[tuple[str, str, str, int, str | None, str, str, str]]) -> None:
+    """Rows of (id, outgoing_webhook_id, event_name, event_seq, message_id, body, next_attempt_at, created_at);
+    message_id for the events that carry a message's text, else None."""
     await tx.executemany(
-        "INSERT INTO webhook_deliveries (id, outgoing_webhook_id, event_name, event_seq, body, next_attempt_at,"
-        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO webhook_deliveries (id, outgoing_webhook_id, event_name, event_seq, message_id, body,"
+        " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
 
@@ -157,16 +158,14 @@ async def finish_delivery(tx: Tx, delivery_id: str, *, status: str, attempts: in
     )
 
 
-async def cancel_for_deleted_message(tx: Tx, message_id: str, event_names: Collection[str], now: str) -> int:
-    """Deliveries not yet made of ``event_names`` (those that carry a message's text) about a message that
-    was deleted end failed, body dropped: its text does not leave the server after its author deleted
-    it. Pending deliveries are few (those being retried), and the due index narrows the scan to them."""
-    marks = ",".join("?" * len(event_names))
+async def cancel_for_deleted_message(tx: Tx, message_id: str, now: str) -> int:
+    """Deliveries not yet made that carry the text of a message that was deleted end failed, body
+    dropped: its text does not leave the server after its author deleted it."""
     return await tx.execute(
         "UPDATE webhook_deliveries SET status = 'failed', body = '', finished_at = ?,"
         " last_error = 'the message was deleted before it was delivered'"
-        f" WHERE status = 'pending' AND event_name IN ({marks}) AND json_extract(body, '$.data.id') = ?",
-        (now, *sorted(event_names), message_id),
+        " WHERE message_id = ? AND status = 'pending'",
+        (now, message_id),
     )
 
 
