@@ -63,7 +63,9 @@ def free_port() -> int:
 
 
 def discover(only: str | None) -> list[tuple[str, ModuleType]]:
-    sys.path.insert(0, str(SCRIPTS))
+    # Sections import the rosetta of this tree (a worktree's, when comparing two), not whichever tree
+    # the virtual environment's editable install points at; the server subprocess runs from ROOT too.
+    sys.path[:0] = [str(SCRIPTS), str(ROOT)]
     found = []
     for path in sorted(SCRIPTS.glob("bench_*.py")):
         name = path.stem.removeprefix("bench_")
