@@ -115,6 +115,7 @@ def test_detection_strips_noise_and_falls_back_to_the_author():
     url_heavy = "mira https://example.com/un/enlace/muy/largo/con/palabras/en/ingles @ana"
     assert detector.detect(url_heavy, "pt") == "pt"  # what is left after stripping is too short
     assert strip_noise("hi @ana 😀 `x` :tada:").split() == ["hi"]
+    assert strip_noise("ok→5€ ✓ ©2026").split() == ["ok", "5", "2026"]  # every symbol (S*) is a space
 
 
 def test_detection_reads_the_start_of_a_long_message():
