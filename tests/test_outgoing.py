@@ -124,6 +124,28 @@ async def test_deleting_a_message_cancels_its_deliveries_not_yet_made(api, serve
     assert not any("salary" in body for _, _, body in await bodies(server))
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_deleting_a_channel_cancels_its_messages_deliveries_not_yet_made(api, server, peer, clock):
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    hook = await subscribe(api, owner, ws, f"{peer.url}/down", ("message.created", "channel.deleted"))
+    peer.respond = lambda call: Answer(503, "down")
+    ops = (await api.post(f"/workspaces/{ws['id']}/channels", {"name": "ops"}, token=owner.token)).json["data"]
+    sent = await api.post(f"/workspaces/{ws['id']}/channels/{ops['id']}/messages", {"content": "root pw: hunter2"},
+                          token=owner.token)
+    assert sent.status == 201, sent
+    await say(api, owner, ws, "standup in 5")  # in general: its delivery goes on
+    await server.app.jobs.run_once("webhooks.deliver")
+    assert (await api.delete(f"/workspaces/{ws['id']}/channels/{ops['id']}", token=owner.token)).status == 204
+    failed = [d for d in await deliveries(api, owner, ws, hook) if d["status"] == "failed"]
+    assert [d["last_error"] for d in failed] == ["the message was deleted before it was delivered"]
+    peer.respond = lambda call: Answer(200, "ok")
+    clock.advance(seconds=backoff_s(1) + 1)
+    assert await server.app.jobs.run_once("webhooks.deliver") == 2  # the other message, and the deletion
+    assert sorted(call.json["event"] for call in peer.calls[2:]) == ["channel.deleted", "message.created"]
+    assert not any("hunter2" in call.body.decode() for call in peer.calls[2:])
+
+
 def test_upgrading_drops_the_bodies_of_finished_deliveries(tmp_path):
     raw = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
     try:

@@ -185,9 +185,12 @@ class OutgoingService:
     async def on_event(self, tx: Tx, event: Event) -> None:
         if event.audience_kind not in ("workspace", "channel"):
             return  # direct conversations, single users and guest rooms never leave the server
+        # A deleted message's text does not leave the server afterwards. Before the active check: a hook
+        # disabled since may still hold pending deliveries.
         if event.name == "message.deleted" and isinstance(event.payload, dict):
-            # Before the active check: a hook disabled since may still hold pending deliveries.
             await store.cancel_for_deleted_message(tx, str(event.payload.get("id")), self.ctx.now())
+        elif event.name == "channel.deleted":  # its messages went with it
+            await store.cancel_for_gone_messages(tx, self.ctx.now())
         stamp = self.ctx.db.freshness(ANY_WRITE)
         if self._active is None or self._active[0] != stamp:
             self._active = (stamp, await store.workspaces_with_outgoing(tx))

@@ -158,14 +158,24 @@ async def finish_delivery(tx: Tx, delivery_id: str, *, status: str, attempts: in
     )
 
 
+# A pending delivery carrying the text of a message that was deleted ends failed, body dropped: the text
+# does not leave the server after its author (or a moderator, or the channel's deletion) removed it.
+_CANCEL_PENDING = (
+    "UPDATE webhook_deliveries SET status = 'failed', body = '', finished_at = ?,"
+    " last_error = 'the message was deleted before it was delivered' WHERE status = 'pending' AND "
+)
+
+
 async def cancel_for_deleted_message(tx: Tx, message_id: str, now: str) -> int:
-    """Deliveries not yet made that carry the text of a message that was deleted end failed, body
-    dropped: its text does not leave the server after its author deleted it."""
+    return await tx.execute(_CANCEL_PENDING + "message_id = ?", (now, message_id))
+
+
+async def cancel_for_gone_messages(tx: Tx, now: str) -> int:
+    """Those whose message no longer exists at all (its channel was deleted, and the messages with it)."""
     return await tx.execute(
-        "UPDATE webhook_deliveries SET status = 'failed', body = '', finished_at = ?,"
-        " last_error = 'the message was deleted before it was delivered'"
-        " WHERE message_id = ? AND status = 'pending'",
-        (now, message_id),
+        _CANCEL_PENDING
+        + "message_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = webhook_deliveries.message_id)",
+        (now,),
     )
 
 
