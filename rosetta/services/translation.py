@@ -31,10 +31,8 @@ from rosetta.ids import looks_like_id
 from rosetta.services import views
 from rosetta.services.context import Context
 from rosetta.services.events import Announcement, emit, emit_many
-from rosetta.services.fresh import UNCACHED, FreshCache, uncached
+from rosetta.services.fresh import UNCACHED, uncached
 from rosetta.services.trimming import CHUNK, until_short
-from rosetta.store import channels as channel_store
-from rosetta.store import direct as direct_store
 from rosetta.store import messages as message_store
 from rosetta.store import translations as store
 from rosetta.store.db import Conn, Tx
@@ -58,9 +56,7 @@ FINISH_CHUNK = 32  # jobs finished per write unit: ~1.5 ms of the writer each (s
 MASKS_BETWEEN_YIELDS = 16  # messages masked per loop turn while a round is prepared (see _round)
 MAX_ROUNDS = 64  # one work() call stops after this many rounds so it cannot hold the job lock forever
 LANGUAGES_TTL_S = 3600.0  # the provider's language list changes on upgrades only
-CACHED_PLACES = 1024  # places whose reading languages are kept between writes (see languages_of)
 
-ReaderLanguages = Callable[[Conn, "Place"], Awaitable[list[str]]]
 
 
 def backoff_s(attempts: int, rng: random.Random) -> float:
@@ -96,16 +92,6 @@ class Work:
     error: str | None = None
 
 
-async def _channel_languages(conn: Conn, place: Place) -> list[str]:
-    assert place.channel_id is not None
-    return [row["language"] for row in await channel_store.readers(conn, place.channel_id)]
-
-
-async def _conversation_languages(conn: Conn, place: Place) -> list[str]:
-    assert place.conversation_id is not None
-    return [row["language"] for row in await direct_store.readers(conn, place.conversation_id)]
-
-
 class TranslationService:
     def __init__(self, ctx: Context, provider: Provider, messages: MessageService, autorun: bool = True) -> None:
         self.ctx = ctx
@@ -118,14 +104,7 @@ class TranslationService:
         # pass their wake-ups to it through this (rosetta.cluster).
         self.wake_elsewhere: Callable[[], None] | None = None
         self.detector: Detector | None = None
-        # Who reads a place, by audience kind. Other features add theirs (a room whose readers live elsewhere).
-        self.reader_languages: dict[str, ReaderLanguages] = {
-            "channel": _channel_languages,
-            "room": _channel_languages,  # a temporary room is a channel of kind temporary_room
-            "conversation": _conversation_languages,
-        }
         self.rng = random.Random()  # noqa: S311 - jitter, not security
-        self._place_languages: FreshCache[tuple[str, ...]] = FreshCache(ctx.db, CACHED_PLACES)
         self.stats: Counter[str] = Counter()
         self._lock = asyncio.Lock()
         self._wanted = False
@@ -173,20 +152,21 @@ class TranslationService:
     async def languages_of(self, place: Place) -> tuple[str, ...]:
         """The distinct reading languages of ``place``'s readers, from committed rows.
 
-        Read before the posting unit and kept between writes: who reads a place changes only through
-        writes that move every stamp (members, roles, channel passwords, languages, deactivation).
-        Inside the unit this query held the writer, which every worker's sends queue on, ~120 µs per
-        message. Someone who joins or changes language in the same instant sees that message as
-        ``skipped`` and may translate it on demand, as for messages from before they joined.
+        Read before the posting unit, through the hub's audiences: the same readers the message's
+        event goes to, kept there between the writes that could change them (members, roles, channel
+        passwords, languages, deactivation move every stamp). Inside the unit this query held the
+        writer, which every worker's sends queue on, ~120 µs per message. Someone who joins or changes
+        language in the same instant sees that message as ``skipped`` and may translate it on demand,
+        as for messages from before they joined.
         """
-        lookup = self.reader_languages.get(place.audience_kind)
-        if not self.enabled or lookup is None:
+        if not self.enabled:
             return ()
-
-        async def read() -> tuple[str, ...]:
-            return tuple(sorted({language for language in await lookup(self.ctx.db.reader, place) if language}))
-
-        return await self._place_languages.load((place.audience_kind, place.channel_id, place.conversation_id), read)
+        # A temporary room's messages live in its channel: its readers are that channel's.
+        kind, place_id = ("channel", place.channel_id) if place.channel_id else ("conversation", place.conversation_id)
+        if place_id is None:
+            return ()
+        readers = await self.ctx.hub.audiences.readers(self.ctx.db.reader, kind, place_id)
+        return tuple(sorted({language for language in readers.values() if language}))
 
     async def enqueue(self, tx: Tx, message: Mapping[str, Any], place: Place, languages: Sequence[str]) -> None:
         """In the posting transaction: one job per reading language (``languages_of``) other than the source."""
