@@ -31,6 +31,7 @@ import json
 import random
 import socket
 import time
+import timeit
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -249,12 +250,7 @@ def text_work_ms() -> dict[str, float]:
     detector = Detector()
 
     def best(work: Callable[[], object]) -> float:
-        times = []
-        for _ in range(3):
-            began = time.perf_counter()
-            work()
-            times.append(time.perf_counter() - began)
-        return min(times) * 1000
+        return min(timeit.repeat(work, number=1, repeat=3)) * 1000
 
     return {"detect": best(lambda: detector.detect(longest, "en")), "mask": best(lambda: mask(longest)),
             "line, glossary": best(lambda: mask(line, glossary)),

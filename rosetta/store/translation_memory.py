@@ -125,9 +125,7 @@ def connect_writer(path: Path) -> sqlite3.Connection:
     raw = sqlite3.connect(f"file:{path}", uri=True, isolation_level=None, check_same_thread=False)
     for statement in ("PRAGMA journal_mode=WAL", f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
                       "PRAGMA synchronous=NORMAL", SCHEMA):
-        cursor = raw.execute(statement)
-        cursor.fetchall()
-        cursor.close()
+        run(raw, statement)
     return raw
 
 
