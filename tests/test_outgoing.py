@@ -15,6 +15,7 @@ from rosetta.services.fresh import ANY_WRITE
 from rosetta.services.outgoing import backoff_s
 from rosetta.store.db import apply_migrations
 from tests.peers import Answer
+from tests.rest_support import events, make_team, member_id
 from tests.support import register, workspace_with
 
 
@@ -223,6 +224,49 @@ async def test_only_subscribed_events_and_active_hooks(api, server, peer):
     assert len(peer.to("/channels")) == 1
     assert (await api.delete(f"/workspaces/{ws['id']}/outgoing-webhooks/{hook['id']}", token=owner.token)).status == 204
     assert (await api.get(f"/workspaces/{ws['id']}/outgoing-webhooks/{hook['id']}", token=owner.token)).status == 404
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_member_removed_is_offered_and_webhook_changes_stay_inside(api, server, peer):
+    """The type offered is the one emitted (it was "member.left", which never came); a subscription to
+    everything gets the removal but none of the admins' webhook changes, which never leave the server."""
+    team = await make_team(api)
+    refused = await api.post(f"/workspaces/{team.id}/outgoing-webhooks",
+                             {"name": "old", "url": f"{peer.url}/old", "event_types": ["member.left"]},
+                             token=team.owner.token)
+    assert refused.status == 422 and "event_types" in refused.json["errors"]
+    await subscribe(api, team.owner, team.workspace, f"{peer.url}/removed", ["member.removed"])
+    everything = await subscribe(api, team.owner, team.workspace, f"{peer.url}/all", ["*"])
+    created = [e for e in await events(server, "outgoing_webhook.created") if e["payload"]["id"] == everything["id"]]
+    assert sorted((e["audience_kind"], e["audience_id"]) for e in created) == sorted(
+        ("user", admin.id) for admin in (team.owner, team.admin))  # its admins only, Mia not
+    assert all("secret" not in e["payload"] for e in created)
+    incoming = await api.post(f"/workspaces/{team.id}/webhooks",
+                              {"name": "CI", "default_channel_id": team.general["id"]}, token=team.owner.token)
+    assert incoming.status == 201
+    mia = await member_id(api, team.id, team.member, team.owner.token)
+    assert (await api.delete(f"/workspaces/{team.id}/members/{mia}", token=team.owner.token)).status == 204
+    await server.app.jobs.run_once("webhooks.deliver")
+    assert [c.json["event"] for c in peer.to("/removed")] == ["member.removed"]
+    assert [c.json["event"] for c in peer.to("/all")] == ["member.removed"]
+    assert peer.to("/removed")[0].json["data"]["user"]["id"] == team.member.id
+
+
+def test_upgrading_renames_member_left_subscriptions(tmp_path):
+    raw = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
+    try:
+        apply_migrations(raw)
+        raw.execute("DELETE FROM schema_migrations WHERE version = 12")
+        raw.execute("PRAGMA foreign_keys = OFF")  # the rows alone: no workspace or user is needed to test this
+        for hook_id, types in (("h1", '["member.joined","member.left"]'), ("h2", '["message.created"]')):
+            raw.execute("INSERT INTO outgoing_webhooks (id, workspace_id, name, url, event_types, secret, created_by,"
+                        " created_at, updated_at) VALUES (?, 'w', 'n', 'https://x.test/', ?, 's', 'u', '', '')",
+                        (hook_id, types))
+        assert apply_migrations(raw) == [12]
+        kept = dict(raw.execute("SELECT id, event_types FROM outgoing_webhooks").fetchall())
+        assert kept == {"h1": '["member.joined","member.removed"]', "h2": '["message.created"]'}
+    finally:
+        raw.close()
 
 
 @pytest.mark.gen_test(timeout=30)

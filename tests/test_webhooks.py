@@ -3,7 +3,9 @@
 import pytest
 
 from rosetta.services.fresh import ANY_WRITE
+from tests.rest_support import make_team, member_id
 from tests.support import register, workspace_with
+from tests.test_realtime import barrier, drain_to_fence, until
 
 
 async def make_webhook(api, owner, ws, name="Uptime Kuma", channel_id=None):
@@ -137,3 +139,33 @@ async def test_rate_limited_per_webhook(api, server_overrides):
         assert (await api.post(path, {"content": str(n)}, headers=auth)).status == 201
     over = await api.post(path, {"content": "5"}, headers=auth)
     assert over.status == 429 and "Retry-After" in over.headers
+
+
+def webhook_events(seen):
+    return [(e["event"], e["data"]) for e in seen if e["event"].startswith("webhook.")]
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_webhook_changes_reach_the_workspace_admins_only_and_never_the_secret(api, rt):
+    team = await make_team(api)
+    sockets = {name: (await rt.hello(team.role(name).token))[0] for name in ("owner", "admin", "member", "outsider")}
+    hook = await make_webhook(api, team.owner, team.workspace)
+    path = f"/workspaces/{team.id}/webhooks/{hook['id']}"
+    renamed = await api.put(path, {"name": "Kuma", "regenerate_secret": True}, token=team.admin.token)
+    assert renamed.status == 200 and renamed.json["data"]["secret"]
+    assert (await api.delete(path, token=team.owner.token)).status == 204
+    for name in ("owner", "admin"):
+        changes = webhook_events(await until(sockets[name], "webhook.deleted"))
+        assert [event for event, _ in changes] == ["webhook.created", "webhook.updated", "webhook.deleted"]
+        assert changes[0][1]["id"] == hook["id"] and changes[1][1]["name"] == "Kuma"
+        assert all("secret" not in data for _, data in changes)
+        assert changes[2][1] == {"id": hook["id"], "workspace_id": team.id}  # a delete carries no content
+    for name in ("member", "outsider"):
+        assert webhook_events(await drain_to_fence(sockets[name], await barrier(api, team.role(name)))) == []
+    # Once demoted, the former admin hears of webhooks no more.
+    adam = await member_id(api, team.id, team.admin, team.owner.token)
+    demoted = await api.put(f"/workspaces/{team.id}/members/{adam}", {"role": "member"}, token=team.owner.token)
+    assert demoted.status == 200, demoted
+    later = await make_webhook(api, team.owner, team.workspace, name="Later")
+    assert webhook_events(await until(sockets["owner"], "webhook.created"))[-1][1]["id"] == later["id"]
+    assert webhook_events(await drain_to_fence(sockets["admin"], await barrier(api, team.admin))) == []

@@ -11,6 +11,7 @@ from typing import Any
 
 from rosetta.services.context import Context
 from rosetta.store import events as event_store
+from rosetta.store import workspaces as workspace_store
 from rosetta.store.db import Tx
 
 EMITTED = "event.emitted"  # ctx.listeners key for in-transaction event hooks
@@ -41,6 +42,13 @@ async def emit(ctx: Context, tx: Tx, name: str, audience_kind: str, audience_id:
     event = Event(seq, name, audience_kind, audience_id, payload, now)
     await _after_append(ctx, tx, [event])
     return event
+
+
+async def emit_to_admins(ctx: Context, tx: Tx, name: str, workspace_id: str, payload: dict[str, Any]) -> None:
+    """``name`` to each active owner and admin of the workspace, as their own events: what only they may
+    see and manage (its webhooks). Whoever is an admin when the change commits hears of it."""
+    for user_id in await workspace_store.admin_ids(tx, workspace_id):
+        await emit(ctx, tx, name, "user", user_id, payload)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from rosetta.errors import Invalid, NotFound
 from rosetta.ids import looks_like_id, new_id, new_secret
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
-from rosetta.services.events import EMITTED, RENDERED, Event
+from rosetta.services.events import EMITTED, RENDERED, Event, emit_to_admins
 from rosetta.services.fresh import ANY_WRITE, uncached
 from rosetta.services.ssrf import Refused, guarded_fetch, literal_refusal
 from rosetta.services.trimming import delete_in_chunks
@@ -36,10 +36,11 @@ from rosetta.store.db import Tx
 
 log = logging.getLogger("rosetta.webhooks")
 
-# Event types a subscription may name; "*" means all of them.
+# Event types a subscription may name: those a workspace's or channel's members see; "*" means all of them.
 EVENT_TYPES = (
     "*", "message.created", "message.updated", "message.deleted", "message.translated",
-    "channel.created", "channel.updated", "channel.deleted", "member.joined", "member.updated", "member.left",
+    "channel.created", "channel.updated", "channel.deleted", "member.joined", "member.updated", "member.removed",
+    "invite.created", "invite.revoked", "workspace.glossary_updated",
 )
 BATCH = 50  # deliveries per job run
 CONCURRENCY = 4  # calls in flight per run: a slow receiver cannot hold up the rest for long
@@ -125,6 +126,7 @@ class OutgoingService:
             self._forget_active()
             row = await store.outgoing_in_workspace(tx, workspace["id"], hook_id)
             assert row is not None
+            await emit_to_admins(self.ctx, tx, "outgoing_webhook.created", row["workspace_id"], view(row))
             return row
 
         return await self.ctx.db.write(unit), secret
@@ -157,11 +159,13 @@ class OutgoingService:
             changes["secret"] = secret
 
         async def unit(tx: Tx) -> sqlite3.Row:
+            fresh = row
             if changes:
                 await store.update_outgoing(tx, row["id"], self.ctx.now(), **changes)
                 self._forget_active()
-            fresh = await store.outgoing_in_workspace(tx, row["workspace_id"], row["id"])
-            assert fresh is not None
+                fresh = await store.outgoing_in_workspace(tx, row["workspace_id"], row["id"])
+                assert fresh is not None
+                await emit_to_admins(self.ctx, tx, "outgoing_webhook.updated", fresh["workspace_id"], view(fresh))
             return fresh
 
         return await self.ctx.db.write(unit), secret
@@ -172,6 +176,8 @@ class OutgoingService:
         async def unit(tx: Tx) -> None:
             await store.delete_outgoing(tx, row["id"])
             self._forget_active()
+            await emit_to_admins(self.ctx, tx, "outgoing_webhook.deleted", row["workspace_id"],
+                                 {"id": row["id"], "workspace_id": row["workspace_id"]})
 
         await self.ctx.db.write(unit)
 

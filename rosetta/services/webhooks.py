@@ -16,6 +16,7 @@ from rosetta.errors import Forbidden, Invalid, NotFound, Unauthenticated
 from rosetta.ids import looks_like_id, new_id, new_secret, same_digest, sha256_hex
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
+from rosetta.services.events import emit_to_admins
 from rosetta.services.fresh import uncached
 from rosetta.services.messages import Author, MessageService, channel_place
 from rosetta.services.workspaces import WorkspaceService
@@ -72,6 +73,7 @@ class WebhookService:
                                        now=self.ctx.now())
             row = await webhook_store.by_id(tx, webhook_id)
             assert row is not None
+            await emit_to_admins(self.ctx, tx, "webhook.created", row["workspace_id"], view(row))
             return row
 
         return await self.ctx.db.write(unit), secret
@@ -102,17 +104,25 @@ class WebhookService:
             changes["secret_hash"] = sha256_hex(secret)
 
         async def unit(tx: Tx) -> sqlite3.Row:
+            fresh = row
             if changes:
                 await webhook_store.update(tx, row["id"], self.ctx.now(), **changes)
-            fresh = await webhook_store.by_id(tx, row["id"])
-            assert fresh is not None
+                fresh = await webhook_store.by_id(tx, row["id"])
+                assert fresh is not None
+                await emit_to_admins(self.ctx, tx, "webhook.updated", fresh["workspace_id"], view(fresh))
             return fresh
 
         return await self.ctx.db.write(unit), secret
 
     async def delete(self, workspace_id: str, webhook_id: str, principal: Principal) -> None:
         row = await self._require(workspace_id, webhook_id, principal)
-        await self.ctx.db.write(lambda tx: webhook_store.soft_delete(tx, row["id"], self.ctx.now()))
+
+        async def unit(tx: Tx) -> None:
+            await webhook_store.soft_delete(tx, row["id"], self.ctx.now())
+            await emit_to_admins(self.ctx, tx, "webhook.deleted", row["workspace_id"],
+                                 {"id": row["id"], "workspace_id": row["workspace_id"]})
+
+        await self.ctx.db.write(unit)
 
     # Posting (the secret is the credential) -------------------------------------------------
 

@@ -124,6 +124,16 @@ async def shared_with(conn: Conn, user_id: str, other_user_id: str) -> bool:
     return row is not None
 
 
+async def admin_ids(conn: Conn, workspace_id: str) -> list[str]:
+    """The workspace's active owners and admins."""
+    rows = await conn.fetch_all(
+        "SELECT m.user_id FROM members m JOIN users u ON u.id = m.user_id"
+        " WHERE m.workspace_id = ? AND m.role IN ('owner', 'admin') AND u.is_active = 1",
+        (workspace_id,),
+    )
+    return [row[0] for row in rows]
+
+
 async def readers(conn: Conn, workspace_id: str) -> list[sqlite3.Row]:
     """Who hears of a workspace: its active members, each in their reading language there."""
     return await conn.fetch_all(
