@@ -39,8 +39,9 @@ async def test_claim_rules_and_nothing_stored_on_422(api, server, clock):
         refused = await api.post(path, {"content": "see file", "attachment_ids": [good, bad]}, token=ana.token)
         assert refused.status == 422, (bad, refused)
         assert refused.json["errors"]["attachment_ids"] == [f"The selected attachment {bad} is invalid."]
-    malformed = await api.post(path, {"content": "x", "attachment_ids": ["../etc"]}, token=ana.token)
+    malformed = await api.post(path, {"content": "x", "attachment_ids": [good, "../etc"]}, token=ana.token)
     assert malformed.status == 422
+    assert malformed.json["errors"] == {"attachment_ids": ["The selected attachment_ids.1 is invalid."]}
     # Nothing was stored: no message, and the good file is still staged.
     assert (await api.get(path, token=ana.token)).json["data"] == []
     staged = (await api.get(f"/files/{good}", token=ana.token)).json["data"]

@@ -487,3 +487,9 @@ async def test_languages_from_the_provider_for_any_authentication(server, api, s
     assert listed.json == {"data": [{"code": "en", "name": "English"}, {"code": "es", "name": "Spanish"}],
                            "meta": {"provider": "libretranslate"}}
     assert (await api.get("/translation/languages")).status == 401
+    # A token made for one narrow job (a bot's, a room tool's) may list them too; it may do nothing else.
+    for ability in ("automation", "temporary-rooms:create"):
+        made = await api.post("/me/tokens", {"name": "bot", "abilities": [ability]}, token=ana.token)
+        narrow = made.json["data"]["token"]
+        assert (await api.get("/translation/languages", token=narrow)).json == listed.json
+        assert (await api.get("/me", token=narrow)).status == 403

@@ -61,7 +61,7 @@ Resolver = Callable[["BaseHandler"], Any]
 @tornado.web.stream_request_body
 class BaseHandler(tornado.web.RequestHandler):
     public = False  # True: no credential needed
-    ability = "*"  # what a token must be allowed to do here
+    ability: str | None = "*"  # what a token must be allowed to do here; None: any credential will do
     allow_guest = False  # guest tokens are refused unless the route says so
     allow_session = True  # cookie sessions (web sign-in) are accepted unless the route says no
 
@@ -297,13 +297,13 @@ def bearer_of(authorization: str) -> str | None:
     return authorization[7:].strip() if authorization.lower().startswith("bearer ") else None
 
 
-def refusal(principal: Principal | None, ability: str, allow_guest: bool) -> ApiError | None:
+def refusal(principal: Principal | None, ability: str | None, allow_guest: bool) -> ApiError | None:
     """Why ``principal`` may not use a route at all (401 or 403), or None when it may."""
     if principal is None:
         return Unauthenticated()
     if principal.kind == "guest" and not allow_guest:
         return Unauthenticated()
-    if principal.kind == "user" and not principal.can(ability):
+    if principal.kind == "user" and ability is not None and not principal.can(ability):
         return Forbidden()
     return None
 

@@ -129,7 +129,7 @@ class FileDownloadHandler(BaseHandler):
 
     async def optional_principal(self) -> Principal | None:
         principal = await self.authenticate()
-        if principal is not None and principal.kind == "user" and not principal.can(self.ability):
+        if principal is not None and principal.kind == "user" and self.ability and not principal.can(self.ability):
             return None  # e.g. an automation-only token: it may still fetch public files
         return principal
 

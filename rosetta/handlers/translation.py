@@ -17,7 +17,10 @@ def target_language(body: dict) -> str:
 
 
 class LanguagesHandler(BaseHandler):
-    allow_guest = True  # a guest's client offers the picker too (spec §9)
+    # Any credential (spec §9): a guest's client offers the picker too, and so may a bot or a
+    # developer's tool whose token holds only `automation` or `temporary-rooms:*`.
+    ability = None
+    allow_guest = True
 
     async def get(self) -> None:
         languages = await self.app.translation.languages()

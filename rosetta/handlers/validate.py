@@ -184,7 +184,9 @@ class Validator:
         out: list[str] = []
         for index, item in enumerate(value):
             if not looks_like_id(item):
-                self.fail(f"{field}.{index}", f"The selected {field}.{index} is invalid.")
+                # Under the list's own key, as every other refusal of an id in it (the contract's
+                # errors.attachment_ids); the message says which one.
+                self.fail(field, f"The selected {field}.{index} is invalid.")
             elif item.lower() not in out:
                 out.append(item.lower())
         return out
