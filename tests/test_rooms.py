@@ -83,8 +83,13 @@ async def test_create_validation(api):
         assert "ttl_hours" in refused.json["errors"]
     missing_name = await api.post("/external/rooms", {"ttl_hours": 1}, token=token)
     assert missing_name.status == 422 and set(missing_name.json["errors"]) == {"name"}
-    huge = await api.post("/external/rooms", {"name": "R", "ttl_hours": 1e300}, token=token)
-    assert huge.status == 422 and huge.json["errors"] == {"ttl_hours": ["ttl_hours_exceeds_limit"]}
+    for huge in (b"1e300", b"1" + b"0" * 400):  # the integer is beyond any float: float() raised, a 500
+        refused = await api.post("/external/rooms", raw=b'{"name": "R", "ttl_hours": ' + huge + b"}",
+                                  headers={"Content-Type": "application/json"}, token=token)
+        assert refused.status == 422 and refused.json["errors"] == {"ttl_hours": ["ttl_hours_exceeds_limit"]}
+    below = await api.post("/external/rooms", raw=b'{"name": "R", "ttl_hours": -1' + b"0" * 400 + b"}",
+                           headers={"Content-Type": "application/json"}, token=token)
+    assert below.status == 422 and list(below.json["errors"]) == ["ttl_hours"]
     malformed = await api.post("/external/rooms", raw=b"{nope", headers={"Content-Type": "application/json"},
                                token=token)
     assert malformed.status == 400

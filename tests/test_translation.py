@@ -462,6 +462,9 @@ async def test_glossary_read_by_members_written_by_admins_and_never_translated(s
     assert refused.status == 403
     too_long = await api.put(glossary, {"terms": ["ok", "x" * 101]}, token=ana.token)
     assert too_long.status == 422 and "terms.1" in too_long.json["errors"]
+    for unstorable in ("\ud800", "a\x00b"):  # a lone surrogate reached SQLite: a 500
+        refused = await api.put(glossary, {"terms": ["ok", unstorable]}, token=ana.token)
+        assert refused.status == 422 and list(refused.json["errors"]) == ["terms.1"], refused
     too_many = await api.put(glossary, {"terms": [f"t{i}" for i in range(501)]}, token=ana.token)
     assert too_many.status == 422 and "terms" in too_many.json["errors"]
     assert (await api.put(glossary, {"terms": "Rosetta"}, token=ana.token)).status == 422

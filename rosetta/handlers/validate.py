@@ -7,12 +7,14 @@ so they never reach SQLite's UTF-8 encoder (which would fail with a 500).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from rosetta.errors import Invalid
 from rosetta.ids import looks_like_id
+from rosetta.text import bad_text
 
 # No whitespace, controls or the characters a mail header reads as address syntax ("a,b@x" is two
 # recipients, "g:b@x;" a group): the stored address must be the one the mail goes to.
@@ -21,17 +23,6 @@ EMAIL_RE = re.compile(rf"^{_EMAIL_CHAR}{{1,64}}@{_EMAIL_CHAR}+\.{_EMAIL_CHAR}+$"
 LANGUAGE_RE = re.compile(r"^[a-zA-Z]{2,3}(-[a-zA-Z0-9]{2,8}){0,2}$")
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 MISSING = object()
-
-
-def bad_text(value: str) -> str | None:
-    """Why a string cannot be stored, or None."""
-    if "\x00" in value:
-        return "must not contain NUL characters"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "must be valid Unicode text"
-    return None
 
 
 def normalize_language(code: str) -> str:
@@ -163,7 +154,10 @@ class Validator:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             self.fail(field, f"The {field} field must be between {lo} and {hi}.")
             return None
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float (hundreds of digits): as far out as 1e300 is
+            return math.inf if value > 0 else -math.inf
 
     def entity_id(self, field: str, required: bool = False) -> str | None:
         value = self.string(field, required=required, max_len=64)

@@ -13,6 +13,7 @@ from rosetta.services.events import emit
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store import translations as store
 from rosetta.store.db import Tx
+from rosetta.text import bad_text
 
 MAX_TERMS = 500  # every message of the workspace is matched against all of them
 MAX_TERM_CHARS = 100
@@ -33,7 +34,10 @@ def check_terms(raw: object) -> list[str]:
             errors[field] = [f"The {field} field must be a string."]
             continue
         term = term.strip()
-        if not term or "\x00" in term:
+        problem = bad_text(term)
+        if problem:
+            errors[field] = [f"The {field} field {problem}."]
+        elif not term:
             errors[field] = [f"The {field} field must be a non-empty string."]
         elif len(term) > MAX_TERM_CHARS:
             errors[field] = [f"The {field} field must not be greater than {MAX_TERM_CHARS} characters."]
