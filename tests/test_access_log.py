@@ -25,3 +25,21 @@ async def test_access_log_modes(api, caplog, logged):
     assert [line.split(" (")[0] for line in lines] == logged
     if logged:
         assert all("(127.0.0.1)" in line and line.endswith("ms") for line in lines)
+
+
+@pytest.mark.parametrize("server_overrides", [{"server": {"access_log": "all"}}])
+@pytest.mark.gen_test
+async def test_credentials_in_a_query_never_reach_the_log(api, caplog):
+    """A token, a verification link's signature or an identity provider's code in a URL is logged by
+    name only, whatever the route (a token in the URL is refused outside realtime, and logged all the same)."""
+    caplog.set_level(logging.INFO, logger="tornado.access")
+    secrets = ["grst_SECRET1", "1|SECRET2", "SECRET3", "SECRET4", "SECRET5"]
+    for path in (f"/me?guest_token={secrets[0]}", f"/me?access_token={secrets[1]}&x=1",
+                 f"/auth/email/verify/a/b?expires=1&signature={secrets[2]}",
+                 f"/auth/app/social/github/callback?code={secrets[3]}&state={secrets[4]}",
+                 f"/events?guest_%74oken={secrets[0]}"):
+        assert (await api.get(path)).status in (401, 403, 404, 422), path
+    lines = access_lines(caplog)
+    assert len(lines) == 5 and not [line for line in lines if any(s in line for s in secrets)], lines
+    assert "GET /api/v1/me?access_token=***&x=1 (127.0.0.1)" in lines[1]
+    assert "expires=1&signature=***" in lines[2] and "code=***&state=***" in lines[3]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import cached_property
 from ipaddress import ip_address, ip_network
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import tornado.httputil
 import tornado.web
@@ -52,6 +53,9 @@ DEFAULT_HEADERS = (
     ("Cache-Control", "no-cache, private"),
     ("X-Content-Type-Options", "nosniff"),
 )
+# Query parameters whose value is a credential or a one-time proof (realtime tokens, a verification
+# link's signature, an identity provider's code and state): the logs show their names only.
+SECRET_QUERY_KEYS = frozenset({"access_token", "guest_token", "signature", "code", "state", "token"})
 # Cookie-authenticated requests with these methods must carry X-XSRF-TOKEN (CSRF).
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Credential resolvers tried in order after the bearer token: (handler) -> Principal | None.
@@ -64,6 +68,9 @@ class BaseHandler(tornado.web.RequestHandler):
     ability: str | None = "*"  # what a token must be allowed to do here; None: any credential will do
     allow_guest = False  # guest tokens are refused unless the route says so
     allow_session = True  # cookie sessions (web sign-in) are accepted unless the route says no
+    # A token in the URL (?access_token=, ?guest_token=) only where no header can be set: WebSocket and
+    # EventSource. Elsewhere a URL's token ends up in proxies' and browsers' histories.
+    credentials_in_query = False
 
     def initialize(self, app: RosettaApp) -> None:
         self.app = app
@@ -149,6 +156,10 @@ class BaseHandler(tornado.web.RequestHandler):
             if principal is not None:
                 return principal
         return None
+
+    def _request_summary(self) -> str:
+        """Tornado's ``METHOD uri (ip)`` for the logs, with the values of SECRET_QUERY_KEYS left out."""
+        return f"{self.request.method} {redacted_uri(self.request)} ({self.request.remote_ip})"
 
     def options(self, *args: str) -> None:
         self.set_header("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
@@ -285,6 +296,16 @@ def encode_json(payload: Any) -> bytes:
 def api_error_answer(exc: ApiError) -> tuple[int, dict[str, str], bytes]:
     """An ApiError as answered: its status, the headers it adds, and the JSON body (§1's envelopes)."""
     return exc.status, exc.headers, json.dumps(exc.body()).encode("utf-8")
+
+
+def redacted_uri(request: tornado.httputil.HTTPServerRequest) -> str:
+    """The request's path and query, each value of SECRET_QUERY_KEYS replaced by ``***``."""
+    if not request.query:
+        return request.uri or request.path
+    pairs = [pair.split("=", 1) for pair in request.query.split("&")]
+    query = "&".join(f"{pair[0]}=***" if len(pair) == 2 and unquote_plus(pair[0]) in SECRET_QUERY_KEYS
+                     else "=".join(pair) for pair in pairs)
+    return f"{request.path}?{query}"
 
 
 def bearer_token(request: tornado.httputil.HTTPServerRequest) -> str | None:

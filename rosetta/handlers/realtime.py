@@ -61,6 +61,7 @@ class RealtimeMixin:
     request: Any
     sub: Subscription | None
     allow_guest = True
+    credentials_in_query = True  # WebSocket and EventSource cannot set headers
 
     async def authenticate(self) -> Principal | None:
         # The guest-token rule first: ``?access_token=`` must not slip a guest token past it (401).
@@ -70,10 +71,6 @@ class RealtimeMixin:
         if token:
             return await self.app.tokens.resolve(token)
         return await super().authenticate()  # type: ignore[misc]
-
-    def _request_summary(self) -> str:
-        # The access log must not record ``?access_token=`` or ``?guest_token=``: log the path only.
-        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
 
     def origin_allowed(self, origin: str | None) -> bool:
         """A cookie session is ambient authority: only same-origin or configured origins may use it."""

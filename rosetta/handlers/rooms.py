@@ -38,7 +38,8 @@ def guest_resolver(guests: GuestService) -> Callable[[BaseHandler], Awaitable[Pr
     """The credential resolver for ``X-Rosetta-Guest-Token`` (or ``?guest_token=`` for WebSocket/SSE)."""
 
     async def resolve(handler: BaseHandler) -> Principal | None:
-        presented = handler.request.headers.get(GUEST_HEADER) or handler.get_query_argument(GUEST_QUERY, None)
+        presented = handler.request.headers.get(GUEST_HEADER) or (
+            handler.get_query_argument(GUEST_QUERY, None) if handler.credentials_in_query else None)
         return await guests.resolve(presented) if presented else None
 
     return resolve
