@@ -137,6 +137,7 @@ class TemporaryRoomsConfig:
     max_extension_hours: float = field(default=168.0, metadata=_bounded(0.01, 87600))
     active_limit: int = field(default=3, metadata=_bounded(0, 100000))
     monthly_creation_limit: int = field(default=10, metadata=_bounded(0, 1000000))
+    max_guests: int = field(default=200, metadata=_bounded(0, 100000))
     sweep_interval_s: float = field(default=30.0, metadata=_bounded(1, 86400))
     purge_after_hours: float = field(default=24.0, metadata=_bounded(0, 87600))
 

@@ -9,12 +9,14 @@ no more tries than one connection would.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from rosetta.clock import Clock
 from rosetta.cluster import Peers
 
 MAX_KEYS = 100_000  # ~100 bytes each: at most ~10 MB however many addresses hammer us
+EVICT_SHARE = 10  # a full table makes room for a tenth of MAX_KEYS at once: one scan per 10,000 new keys
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,9 @@ class Verdict:
 class RateLimiter:
     def __init__(self, clock: Clock, peers: Peers | None = None) -> None:
         self.clock = clock
-        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+        # (bucket, key) -> (window start, attempts, window length): each slot keeps its own length, so a
+        # full table never mistakes an hourly limit's live window for an expired one-minute window.
+        self._windows: dict[tuple[str, str], tuple[float, int, float]] = {}
         self.peers = peers
         if peers is not None:
             peers.on("ratelimit.hit", lambda message: self._count(*message))
@@ -54,7 +58,7 @@ class RateLimiter:
             self.peers.send("ratelimit.reset", [bucket, key])
 
     def _window(self, slot: tuple[str, str], now: float, window_s: float) -> tuple[float, int]:
-        start, count = self._windows.get(slot, (now, 0))
+        start, count, _ = self._windows.get(slot, (now, 0, window_s))
         return (now, 0) if now - start >= window_s else (start, count)
 
     def _count(self, bucket: str, key: str, window_s: float) -> None:
@@ -63,10 +67,17 @@ class RateLimiter:
         slot = (bucket, key)
         start, count = self._window(slot, now, window_s)
         if len(self._windows) >= MAX_KEYS and slot not in self._windows:
-            self._evict(now, window_s)
-        self._windows[slot] = (start, count + 1)
+            self._evict(now)
+        self._windows[slot] = (start, count + 1, window_s)
 
-    def _evict(self, now: float, window_s: float) -> None:
-        expired = [slot for slot, (start, _) in self._windows.items() if now - start >= window_s]
-        for slot in expired or list(self._windows)[: MAX_KEYS // 10]:
+    def _evict(self, now: float) -> None:
+        """Forget every window that is over; if that frees less than a tenth of the table, the windows
+        that would be over soonest as well. A flood of new keys (addresses, e-mails) then pushes out
+        windows about to end anyway, not an hourly limit's fresh count, which it used to wipe."""
+        ends = {slot: start + window_s for slot, (start, _, window_s) in self._windows.items()}
+        over = [slot for slot, end in ends.items() if end <= now]
+        wanted = MAX_KEYS // EVICT_SHARE - len(over)
+        if wanted > 0:
+            over += heapq.nsmallest(wanted, (slot for slot, end in ends.items() if end > now), key=ends.__getitem__)
+        for slot in over:
             del self._windows[slot]

@@ -218,3 +218,14 @@ async def test_forwarded_for_honoured_from_trusted_proxy(api):
         assert (await register_from(api, n, f"198.51.100.{n}")).status == 200
     assert (await register_from(api, 10, "198.51.100.1")).status == 200
     assert (await register_from(api, 11, "198.51.100.1")).status == 429  # that client's third
+
+
+@pytest.mark.parametrize("server_overrides", [{"limits": {"register_per_minute": 2},
+                                               "server": {"trusted_proxies": ["127.0.0.1/32"]}}])
+@pytest.mark.gen_test
+async def test_an_ipv6_subscriber_counts_as_one_address(api):
+    """Each address of one /64 (one subscriber's allocation) used to get an allowance of its own."""
+    assert (await register_from(api, 1, "2001:db8:1:2::1")).status == 200
+    assert (await register_from(api, 2, "2001:db8:1:2:ffff:ffff:ffff:ffff")).status == 200
+    assert (await register_from(api, 3, "2001:db8:1:2::3")).status == 429
+    assert (await register_from(api, 4, "2001:db8:1:3::1")).status == 200  # the next /64 is someone else

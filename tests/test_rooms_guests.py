@@ -51,6 +51,21 @@ async def test_join_token_is_stored_hashed(api, server):
     assert len(rows) == 1 and secret not in rows[0]["secret_hash"] and len(rows[0]["secret_hash"]) == 64
 
 
+@pytest.mark.parametrize("server_overrides", [{"temporary_rooms": {"max_guests": 2}}])
+@pytest.mark.gen_test
+async def test_a_room_lets_in_at_most_max_guests(api, server):
+    dev, room = await make_room(api)
+    other = (await api.post("/external/rooms", {"name": "Another", "ttl_hours": 2}, token=dev.token)).json["data"]
+    await join(api, room, "Mei")
+    await join(api, room, "Ana")
+    full = await api.post(f"/external/rooms/{room['room_id']}/guests", {"nickname": "Max", "preferred_language": "en"})
+    assert full.status == 403
+    assert full.json == {"message": "Temporary Room guest limit reached.", "errors": {"code": ["temporary_room_full"]}}
+    guests = await server.app.db.reader.fetch_all("SELECT name FROM users WHERE kind = 'guest' ORDER BY name")
+    assert [row["name"] for row in guests] == ["Ana", "Mei"]  # the refused join left no user behind
+    assert (await join(api, other, "Max"))["guest"]["nickname"] == "Max"  # a room's limit is its own
+
+
 @pytest.mark.gen_test
 async def test_join_validation_and_unknown_room(api):
     _, room = await make_room(api)

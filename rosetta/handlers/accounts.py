@@ -52,7 +52,7 @@ class Registration:
 
 def registration_input(handler: BaseHandler) -> Registration:
     """A sign-up (app or web): the per-address limit, the open-registration rule, the checked fields."""
-    handler.rate_limit("register", handler.client_address(), handler.app.config.limits.register_per_minute, 60)
+    handler.rate_limit("register", handler.address_key(), handler.app.config.limits.register_per_minute, 60)
     if not handler.app.config.auth.registration_open:
         raise Forbidden("Registration is closed.", code="registration_closed")
     v = Validator(handler.json_body())
@@ -87,7 +87,7 @@ class LoginHandler(BaseHandler):
         v.done()
         assert email and password
         limit = self.app.config.limits.login_per_minute
-        self.rate_limit("login-address", self.client_address(), limit, 60)
+        self.rate_limit("login-address", self.address_key(), limit, 60)
         self.rate_limit("login-account", email, limit, 60)
         signed = await self.app.accounts.login(email, password, device)
         self.send_json(token_response(signed))

@@ -25,7 +25,7 @@ class SigninHandler(BaseHandler):
 
     def limit_address(self, route: str) -> None:
         """Every sign-in route: at most ``limits.login_per_minute`` tries per client address."""
-        self.rate_limit(f"{route}-address", self.client_address(), self.app.config.limits.login_per_minute, 60)
+        self.rate_limit(f"{route}-address", self.address_key(), self.app.config.limits.login_per_minute, 60)
 
     def email_only(self) -> str:
         v = Validator(self.json_body())

@@ -121,7 +121,7 @@ class WebLoginHandler(WebSigninHandler):
         v.done()
         assert email and password
         limit = self.app.config.limits.login_per_minute
-        self.rate_limit("login-address", self.client_address(), limit, 60)
+        self.rate_limit("login-address", self.address_key(), limit, 60)
         self.rate_limit("login-account", email, limit, 60)
         user = await self.app.accounts.check_password_login(email, password)
         fresh_user, opened = await self.app.sessions.sign_in(user["id"], await self.current_session_id())

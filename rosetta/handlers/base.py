@@ -182,6 +182,14 @@ class BaseHandler(tornado.web.RequestHandler):
         """The JSON object sent; 400 when it is not JSON or not an object, 413 when too large."""
         return json_object(self.body_bytes, allow_empty)
 
+    def address_key(self) -> str:
+        """Whose per-address rate limits a request counts in: the caller's IPv4 address, or its IPv6 /64.
+
+        One subscriber is handed a whole /64 (RFC 6177), so a key per IPv6 address would give one
+        machine ~2^64 fresh allowances, and every fresh key takes a slot in the limiter's table.
+        """
+        return address_key(self.client_address())
+
     def client_address(self) -> str:
         """The caller's address; ``X-Forwarded-For`` counts only from a configured trusted proxy."""
         peer = self.request.remote_ip or ""
@@ -344,6 +352,19 @@ def cors_headers(allowed_origins: tuple[str, ...], origin: str | None) -> list[t
         return [("Access-Control-Allow-Origin", origin), ("Access-Control-Allow-Credentials", "true"),
                 ("Vary", "Origin")]
     return [("Access-Control-Allow-Origin", "*")]
+
+
+def address_key(address: str) -> str:
+    """An IPv4 address as it is; an IPv6 address as its /64 (an IPv4-mapped one as the IPv4 address)."""
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:  # type: ignore[union-attr]
+            return str(ip.ipv4_mapped)  # type: ignore[union-attr]
+        return str(ip_network(f"{ip}/64", strict=False))
+    return address
 
 
 def _in_networks(address: str, networks: tuple[str, ...]) -> bool:

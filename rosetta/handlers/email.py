@@ -13,7 +13,7 @@ class VerifyEmailHandler(BaseHandler):
     public = True
 
     async def get(self, user_id: str, hashed: str) -> None:
-        self.rate_limit("email-verify-address", self.client_address(), self.app.config.limits.login_per_minute, 60)
+        self.rate_limit("email-verify-address", self.address_key(), self.app.config.limits.login_per_minute, 60)
         await self.app.verification.verify(user_id.lower(), hashed.lower(), self.get_query_argument("expires", ""),
                                            self.get_query_argument("signature", ""))
         frontend = self.app.config.auth.frontend_url

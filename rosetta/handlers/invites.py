@@ -40,7 +40,7 @@ class InvitePreviewHandler(BaseHandler):
 
     async def get(self, code: str) -> None:
         # Limited per address before the lookup, so codes cannot be guessed at speed.
-        self.rate_limit("invite-preview", self.client_address(), self.app.config.limits.invite_preview_per_minute, 60)
+        self.rate_limit("invite-preview", self.address_key(), self.app.config.limits.invite_preview_per_minute, 60)
         row = await self.app.invites.preview(code)
         self.send_json({"data": views.invite_preview(row)})
 

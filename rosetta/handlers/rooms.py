@@ -98,7 +98,7 @@ class RoomGuestsHandler(BaseHandler):
 
     async def post(self, room_id: str) -> None:
         limits = self.app.config.limits
-        self.rate_limit("guest_join", self.client_address(), limits.guest_join_per_minute, 60)
+        self.rate_limit("guest_join", self.address_key(), limits.guest_join_per_minute, 60)
         v = Validator(self.json_body())
         nickname = v.string("nickname", required=True, max_len=64)
         language = v.language("preferred_language") or self.app.config.translation.default_language

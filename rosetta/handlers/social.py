@@ -30,7 +30,7 @@ class SocialHandler(BaseHandler):
     family = "app"
 
     def limit_address(self, route: str) -> None:
-        self.rate_limit(f"social-{route}-address", self.client_address(), self.app.config.limits.login_per_minute, 60)
+        self.rate_limit(f"social-{route}-address", self.address_key(), self.app.config.limits.login_per_minute, 60)
 
 
 class RedirectHandler(SocialHandler):

@@ -12,12 +12,12 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from rosetta.errors import NotFound
+from rosetta.errors import Forbidden, NotFound
 from rosetta.ids import looks_like_id, new_id, new_secret, same_digest, sha256_hex
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.events import emit
-from rosetta.services.rooms import RoomService, is_live, room_gone
+from rosetta.services.rooms import FULL_CODE, FULL_MESSAGE, RoomService, is_live, reached, room_gone
 from rosetta.store import rooms as room_store
 from rosetta.store import users as user_store
 from rosetta.store import workspaces as workspace_store
@@ -64,6 +64,11 @@ class GuestService:
             assert current is not None
             if not is_live(current, self.ctx.clock.now()):  # the sweep may have run since the read above
                 raise room_gone()
+            # Counted inside the unit (the one writer serializes joins): each guest is a user, a member
+            # and a session, and a room open to anyone must not be a way to fill the database.
+            if reached(await room_store.count_guests(tx, current["workspace_id"]),
+                       self.ctx.config.temporary_rooms.max_guests):
+                raise Forbidden(FULL_MESSAGE, code=FULL_CODE)
             now = self.ctx.now()
             await user_store.insert(tx, id=user_id, name=nickname, email=None, password_hash=None,
                                     preferred_language=language, now=now, kind="guest")

@@ -32,6 +32,8 @@ EXPIRED_MESSAGE = "Temporary Room is not available."
 QUOTA_CODE = "temporary_room_quota_exceeded"
 ACTIVE_LIMIT_MESSAGE = "Temporary Room active room limit exceeded."
 MONTHLY_LIMIT_MESSAGE = "Temporary Room monthly creation limit exceeded."
+FULL_CODE = "temporary_room_full"
+FULL_MESSAGE = "Temporary Room guest limit reached."
 EXTENSION_CODE = "temporary_room_extension_not_allowed"
 EXTENSION_MESSAGE = "Temporary Room extension is not allowed."
 # The sweep handles this many rooms per transaction, so one run never holds the writer for long.
@@ -66,13 +68,13 @@ class Usage:
             "usage": {"active_room_count": self.active_room_count,
                       "monthly_creation_count": self.monthly_creation_count},
             "abuse_signals": {
-                "active_limit_reached": _reached(self.active_room_count, self.active_limit),
-                "monthly_creation_limit_reached": _reached(self.monthly_creation_count, self.monthly_creation_limit),
+                "active_limit_reached": reached(self.active_room_count, self.active_limit),
+                "monthly_creation_limit_reached": reached(self.monthly_creation_count, self.monthly_creation_limit),
             },
         }
 
 
-def _reached(count: int, limit: int) -> bool:
+def reached(count: int, limit: int) -> bool:
     return limit > 0 and count >= limit  # 0 = no limit, as in [limits]
 
 
@@ -157,9 +159,9 @@ class RoomService:
         async def unit(tx: Tx) -> sqlite3.Row:
             # Counted inside the write unit: the one writer serializes creates, so the quota holds.
             usage = await self.usage(principal, tx)
-            if _reached(usage.active_room_count, usage.active_limit):
+            if reached(usage.active_room_count, usage.active_limit):
                 raise Forbidden(ACTIVE_LIMIT_MESSAGE, code=QUOTA_CODE)
-            if _reached(usage.monthly_creation_count, usage.monthly_creation_limit):
+            if reached(usage.monthly_creation_count, usage.monthly_creation_limit):
                 raise Forbidden(MONTHLY_LIMIT_MESSAGE, code=QUOTA_CODE)
             moment = self.ctx.clock.now()
             now = iso(moment)

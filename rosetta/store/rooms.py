@@ -114,6 +114,11 @@ async def delete_guest_tokens(tx: Tx, room_id: str) -> int:
     return await tx.execute("DELETE FROM guest_tokens WHERE room_id = ?", (room_id,))
 
 
+async def count_guests(tx: Tx, workspace_id: str) -> int:
+    row = await tx.fetch_one("SELECT COUNT(*) FROM members WHERE workspace_id = ? AND role = 'guest'", (workspace_id,))
+    return int(row[0]) if row else 0
+
+
 async def delete_guests(tx: Tx, workspace_id: str) -> int:
     """The guest users of a room's workspace; their membership and anything else of theirs cascades.
     A guest user belongs to the one room it joined and exists only for it."""
