@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rosetta.store.tokens import MAX_PERSONAL
 from tests.rest_support import make_team, member_id
 from tests.support import register
 
@@ -105,6 +106,24 @@ async def test_change_password_keeps_current_and_revokes_others(api):
     assert (await api.get("/me", token=other)).status == 401
     old = await api.post("/auth/app/login", {"email": ana.email, "password": ana.password})
     assert old.status == 422
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_personal_tokens_are_capped_so_the_list_shows_them_all(api, server):
+    ana = await register(api, "Ana")
+    # 499 made earlier (as the API makes them: the cap counts rows, however they came), one more here.
+    rows = [(f"p{n:025d}", ana.id, f"bot {n}") for n in range(MAX_PERSONAL - 1)]
+    await server.app.db.write(lambda tx: tx.executemany(
+        "INSERT INTO access_tokens (id, user_id, kind, name, secret_hash, abilities, created_at)"
+        " VALUES (?, ?, 'personal', ?, 'h', '[\"automation\"]', '2026-01-01T00:00:00.000000+00:00')", rows))
+    last = await api.post("/me/tokens", {"name": "last", "abilities": ["automation"]}, token=ana.token)
+    assert last.status == 201, last
+    over = await api.post("/me/tokens", {"name": "over", "abilities": ["automation"]}, token=ana.token)
+    assert over.status == 403 and over.json["errors"] == {"code": ["personal_token_limit"]}
+    listed = await api.get("/me/tokens", token=ana.token)
+    assert len(listed.json["data"]) == MAX_PERSONAL  # every one of them, to revoke any
+    assert (await api.delete(f"/me/tokens/{last.json['data']['id']}", token=ana.token)).status == 204
+    assert (await api.post("/me/tokens", {"name": "again", "abilities": ["automation"]}, token=ana.token)).status == 201
 
 
 @pytest.mark.gen_test

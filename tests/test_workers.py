@@ -152,6 +152,27 @@ async def test_a_token_revoked_on_one_worker_stops_working_on_the_other(apis, so
     assert (await api_b.get("/me", token=phone)).status == 401
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_a_revocation_of_tens_of_thousands_of_tokens_reaches_the_other_worker(workers, apis):
+    """One message between workers is at most 1 MiB (~36,000 token ids); a larger revocation was
+    dropped, and the other worker's cache went on trusting the revoked tokens for up to 30 s."""
+    api_a, api_b = apis
+    ana = await register(api_a, "Ana")
+    phone = (await api_b.post("/auth/app/login", {"email": ana.email, "password": ana.password,
+                                                  "device_name": "phone"})).json["access_token"]
+    assert (await api_b.get("/me", token=phone)).status == 200  # B has the token cached
+    # Forty thousand sign-ins' tokens (a script that logged in every minute for a month).
+    rows = [(f"t{n:025d}", ana.id, "h", "2026-01-01T00:00:00.000000+00:00") for n in range(40_000)]
+    await workers[0].app.db.write(lambda tx: tx.executemany(
+        "INSERT INTO access_tokens (id, user_id, kind, name, secret_hash, abilities, created_at)"
+        " VALUES (?, ?, 'login', 'script', ?, '[\"*\"]', ?)", rows))
+    changed = await api_a.post("/auth/app/change-password", {
+        "current_password": ana.password, "password": "another-pass-1", "password_confirmation": "another-pass-1"},
+        token=ana.token)
+    assert changed.status == 200, changed
+    assert (await api_b.get("/me", token=phone)).status == 401
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_typing_and_presence_cross_workers(apis, sockets):
     api_a, api_b = apis

@@ -25,6 +25,7 @@ from rosetta.store.db import Tx
 
 INACTIVE = "Account is inactive."
 BAD_CREDENTIALS = "The provided credentials are incorrect."
+TOKEN_LIMIT_CODE = "personal_token_limit"  # noqa: S105 - an error code, not a secret
 
 
 @dataclass(frozen=True)
@@ -173,6 +174,10 @@ class AccountService:
             raise Invalid.one("expires_at", "The expires_at field must be a date in the future.")
 
         async def unit(tx: Tx) -> tuple[sqlite3.Row, str]:
+            # Bounded, so that the list (GET /me/tokens) shows every token there is to revoke.
+            if await token_store.count_personal(tx, principal.user_id) >= token_store.MAX_PERSONAL:
+                raise Forbidden(f"You have {token_store.MAX_PERSONAL} personal access tokens: revoke one first.",
+                                code=TOKEN_LIMIT_CODE)
             issued = await self.tokens.issue(tx, principal.user_id, kind="personal", name=name,
                                              abilities=sorted(set(abilities)), expires_at=expires_at)
             row = await token_store.by_id_for_user(tx, issued.id, principal.user_id)

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from rosetta.realtime.hub import Hub
 
 T = TypeVar("T")
+# A notification whose one argument is a list of ids (tokens.revoked) crosses to the other workers
+# in slices of this many: one message may be at most cluster.MAX_MESSAGE_BYTES (~36,000 token ids),
+# and a larger one was dropped, so a mass revocation left the other workers' caches trusting tokens.
+IDS_PER_PEER_MESSAGE = 10_000
 
 
 @dataclass
@@ -39,8 +43,14 @@ class Context:
         Arguments cross to the other workers as JSON: ids and strings, not objects.
         """
         self._tell_listeners(topic, *args)
-        if self.peers is not None:
-            self.peers.send("notify", [topic, list(args)])
+        if self.peers is None:
+            return
+        if len(args) == 1 and isinstance(args[0], list) and len(args[0]) > IDS_PER_PEER_MESSAGE:
+            ids = args[0]  # listeners of such topics take any part of the list
+            for start in range(0, len(ids), IDS_PER_PEER_MESSAGE):
+                self.peers.send("notify", [topic, [ids[start:start + IDS_PER_PEER_MESSAGE]]])
+            return
+        self.peers.send("notify", [topic, list(args)])
 
     def _tell_listeners(self, topic: str, *args: Any) -> None:
         for listener in self.listeners.get(topic, []):

@@ -27,12 +27,23 @@ async def with_user(conn: Conn, token_id: str) -> sqlite3.Row | None:
     )
 
 
+MAX_PERSONAL = 500  # live personal tokens a user may hold (services.accounts): the list shows them all
+
+
 async def personal_for_user(conn: Conn, user_id: str) -> list[sqlite3.Row]:
     return await conn.fetch_all(
         "SELECT * FROM access_tokens WHERE user_id = ? AND kind = 'personal' AND revoked_at IS NULL"
-        " ORDER BY id DESC LIMIT 500",
+        " ORDER BY id DESC LIMIT ?",
+        (user_id, MAX_PERSONAL),
+    )
+
+
+async def count_personal(conn: Conn, user_id: str) -> int:
+    row = await conn.fetch_one(
+        "SELECT COUNT(*) FROM access_tokens WHERE user_id = ? AND kind = 'personal' AND revoked_at IS NULL",
         (user_id,),
     )
+    return int(row[0]) if row else 0
 
 
 async def by_id_for_user(conn: Conn, token_id: str, user_id: str) -> sqlite3.Row | None:
