@@ -169,6 +169,9 @@ class FastLane:
         self.app = http.rosetta
         self.server = server  # Tornado's, which the lane hands connections to and takes them back from
         self.idle_timeout_s = idle_timeout_s
+        # A longer body is Tornado's, which refuses it (413) as every route does: the lane itself only
+        # ever reads PEEK_BYTES, but server.max_body_mb may be set lower than that.
+        self.body_limit = int(self.app.config.server.max_body_mb * 1024 * 1024)
         http.back_to_lane = weakref.WeakSet()  # streams whose last request Tornado's lean path answered
         self.connections: set[FastConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
@@ -289,7 +292,8 @@ class FastConnection:
             log.exception("reading a request head in the fast lane failed")
             request = None
         self._stop_waiting()
-        if request is None or len(data) < request.length:  # (a body still on its way: Tornado waits for it)
+        # (A body still on its way: Tornado waits for it.)
+        if request is None or len(data) < request.length or request.body_length > self.lane.body_limit:
             self._hand_over(refused=False)
             return
         body = data[request.head_length:request.length]

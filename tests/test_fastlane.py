@@ -341,6 +341,27 @@ async def test_a_send_refused_before_it_writes_is_the_handlers_and_writes_nothin
     assert contents((await api.get(path, token=team.owner.token)).body) == []
 
 
+@pytest.mark.parametrize("server_overrides", [{"server": {"max_body_mb": 0.001}}])  # 1,048 bytes
+@pytest.mark.gen_test(timeout=30)
+async def test_a_send_over_a_small_body_limit_is_refused_as_tornado_refuses_it(api, server):
+    """The lane reads up to 8 KiB; it took any send that fit, whatever server.max_body_mb said."""
+    team = await make_team(api)
+    path = history(team)
+    stats = server.app.http.lean_stats
+    sent = stats.written_in_fast_lane
+    request = post(path, team.member.token, {"content": "x" * 2000})
+    raw = await Raw.open(server.port)
+    answer = await raw.ask(request)
+    assert answer[0] == 413, answer
+    handler = await Raw.open(server.port)
+    assert (await handler.ask(request.replace(b" HTTP/1.1", b"?via=tornado HTTP/1.1", 1)))[::2] == answer[::2]
+    raw.close()
+    handler.close()
+    assert stats.written_in_fast_lane == sent
+    assert (await api.post(path, {"content": "fits"}, token=team.member.token)).status == 201
+    assert contents((await api.get(path, token=team.owner.token)).body) == ["fits"]
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_a_send_that_fails_in_its_write_is_answered_by_the_lane_as_the_handler_would(api, server):
     team = await make_team(api)
