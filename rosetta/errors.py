@@ -38,6 +38,11 @@ class Malformed(ApiError):
     message = "Malformed JSON body."
 
 
+class BadRequest(ApiError):
+    status = 400
+    message = "Bad request."
+
+
 class Unauthenticated(ApiError):
     status = 401
     message = "Unauthenticated."

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 from tests.authkit import Browser
-from tests.support import register
+from tests.support import frame, register
 
 MISMATCH = {"message": "CSRF token mismatch."}
 
@@ -205,3 +207,24 @@ async def test_cors_with_credentials_only_for_configured_origins(api, server):
     other = await api.get("/csrf-cookie", headers={"Origin": "https://evil.example"})
     assert other.headers.get("Access-Control-Allow-Credentials") is None
     assert other.headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_websocket_route_refuses_in_the_contracts_json(api, server):
+    """A cookie session from an origin that is not allowed, and a request that is no upgrade, were
+    answered by Tornado's handshake in plain text."""
+    ana = await register(api, "Ana")
+    browser = await web_login(api, ana)
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    evil = await browser.get("/realtime", headers={**upgrade, "Origin": "https://evil.example"})
+    assert evil.status == 403 and evil.json == {"message": "This action is unauthorized."}
+    plain = await api.get("/realtime", token=ana.token)
+    assert plain.status == 400
+    assert plain.json == {"message": 'This route speaks WebSocket only: send "Upgrade: websocket".'}
+    # The configured origin's page may use the session.
+    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    ws = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{server.port}/api/v1/realtime",
+                                             headers={"Cookie": cookie, "Origin": "https://app.example.test"}))
+    assert (await frame(ws))["type"] == "hello"
+    ws.close()

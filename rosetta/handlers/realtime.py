@@ -16,7 +16,7 @@ from typing import Any
 import tornado.ioloop
 import tornado.websocket
 
-from rosetta.errors import JSON_ERRORS, Forbidden, Invalid, TooManyAttempts
+from rosetta.errors import JSON_ERRORS, BadRequest, Forbidden, Invalid, TooManyAttempts
 from rosetta.handlers.base import BaseHandler
 from rosetta.ids import looks_like_id
 from rosetta.realtime.subscription import (
@@ -145,6 +145,13 @@ class RealtimeSocketHandler(RealtimeMixin, BaseHandler, tornado.websocket.WebSoc
         return self.origin_allowed(origin)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
+        # Tornado's handshake answers these two refusals in plain text: checked first, they get the
+        # contract's JSON envelope like every other refusal (an HTTP client shows them as such).
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            raise BadRequest('This route speaks WebSocket only: send "Upgrade: websocket".')
+        origin = self.request.headers.get("Origin") or self.request.headers.get("Sec-Websocket-Origin")
+        if origin is not None and not self.origin_allowed(origin):
+            raise Forbidden()
         self.after = parse_after(self.get_query_argument("after", None), "after")
         self.check_cap()
         await tornado.websocket.WebSocketHandler.get(self, *args, **kwargs)
