@@ -33,6 +33,13 @@ async def test_list_shape_and_page_meta(api):
     assert paged.json["meta"] == {"current_page": 2, "per_page": 2, "total": 3, "last_page": 2}
     assert paged.json["links"]["next"] is None and "page=1" in paged.json["links"]["prev"]
     assert "per_page=2" in paged.json["links"]["first"]
+    # ?sort= as on every page list (api.md §1): it was ignored here, an unknown field included.
+    for sort, names in (("name", ["Adam", "Mia", "Olga"]), ("-name", ["Olga", "Mia", "Adam"]),
+                        ("role", ["Adam", "Mia", "Olga"]), ("-joined_at", ["Mia", "Adam", "Olga"])):
+        sorted_ = await api.get(path(team) + f"?sort={sort}", token=team.member.token)
+        assert [m["user"]["name"] for m in sorted_.json["data"]] == names, sort
+    unknown = await api.get(path(team) + "?sort=email", token=team.member.token)
+    assert unknown.status == 422 and list(unknown.json["errors"]) == ["sort"]
 
 
 @pytest.mark.gen_test(timeout=30)

@@ -128,6 +128,15 @@ async def test_list_only_my_rooms_with_status(api, clock):
     assert [r["room_id"] for r in listed.json["data"]] == [second["room_id"], first["room_id"]]
     assert all(set(r) == ROOM_KEYS for r in listed.json["data"])
     assert listed.json["meta"]["total"] == 2
+    # ?sort= as on every page list (api.md §1): it was ignored here, an unknown field included.
+    by_end = await api.get("/external/rooms?sort=-expires_at", token=token)
+    assert [r["name"] for r in by_end.json["data"]] == ["Two", "One"]
+    by_name = await api.get("/external/rooms?sort=name&per_page=1&page=2", token=token)
+    assert [r["name"] for r in by_name.json["data"]] == ["Two"] and "sort=name" in by_name.json["links"]["first"]
+    oldest = await api.get("/external/rooms?sort=created_at", token=token)
+    assert [r["name"] for r in oldest.json["data"]] == ["One", "Two"]
+    unknown = await api.get("/external/rooms?sort=secret", token=token)
+    assert unknown.status == 422 and list(unknown.json["errors"]) == ["sort"]
     clock.advance(hours=2)  # the first ended; status says so even before the sweep ran
     statuses = {r["name"]: r["status"] for r in (await api.get("/external/rooms", token=token)).json["data"]}
     assert statuses == {"One": "expired", "Two": "active"}

@@ -5,17 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from rosetta.handlers.base import BaseHandler
-from rosetta.handlers.paging import page_body, page_params
+from rosetta.handlers.paging import page_body, page_params, sort_param
 from rosetta.handlers.validate import Validator
 from rosetta.services import views
-from rosetta.services.members import ASSIGNABLE_ROLES, UNSET
+from rosetta.services.members import ASSIGNABLE_ROLES, SORT_FIELDS, UNSET
 
 
 class MembersHandler(BaseHandler):
     async def get(self, workspace_id: str) -> None:
         assert self.principal
         page, per_page = page_params(self)
-        rows, total = await self.app.members.page(workspace_id, self.principal, page, per_page)
+        sort, descending = sort_param(self, SORT_FIELDS, "joined_at")
+        rows, total = await self.app.members.page(workspace_id, self.principal, page, per_page, sort, descending)
         self.send_json(page_body(self, [views.member(row) for row in rows], total, page, per_page))
 
 

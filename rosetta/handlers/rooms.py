@@ -12,13 +12,13 @@ from typing import Any
 from rosetta.errors import Unauthenticated
 from rosetta.handlers.base import BaseHandler
 from rosetta.handlers.messages import message_input
-from rosetta.handlers.paging import cursor_params, encoded_cursor_page, page_body, page_params
+from rosetta.handlers.paging import cursor_params, encoded_cursor_page, page_body, page_params, sort_param
 from rosetta.handlers.translation import target_language
 from rosetta.handlers.validate import Validator
 from rosetta.services.auth import Principal
 from rosetta.services.guests import GUEST_HEADER, GUEST_QUERY, GuestService, guest_view
 from rosetta.services.messages import Author, Place, channel_place
-from rosetta.services.rooms import room_gone
+from rosetta.services.rooms import SORT_FIELDS, room_gone
 
 MIN_HOURS = 0.01  # spec §9: ttl_hours and extension_hours may be fractional, at least 0.01
 MAX_HOURS = 1_000_000.0  # only to keep timedelta in range; the plan's limit is the real bound
@@ -53,7 +53,8 @@ class RoomsHandler(BaseHandler):
     async def get(self) -> None:
         assert self.principal
         page, per_page = page_params(self)
-        rows, total = await self.app.rooms.list_mine(self.principal, page, per_page)
+        sort, descending = sort_param(self, SORT_FIELDS, "-created_at")
+        rows, total = await self.app.rooms.list_mine(self.principal, page, per_page, sort, descending)
         self.send_json(page_body(self, [self.app.rooms.view(row) for row in rows], total, page, per_page))
 
     async def post(self) -> None:

@@ -22,6 +22,8 @@ from rosetta.services.workspaces import ADMIN_ROLES, WorkspaceService
 from rosetta.store import workspaces as workspace_store
 from rosetta.store.db import Conn, Tx
 
+SORT_FIELDS = tuple(workspace_store.MEMBER_ORDER)  # what GET /workspaces/{w}/members may sort by
+
 ASSIGNABLE_ROLES = ("owner", "admin", "member")
 LAST_OWNER = "last_owner"
 UNSET: Any = object()  # "not in the request" (None means "clear the override")
@@ -32,12 +34,13 @@ class MemberService:
         self.ctx = ctx
         self.workspaces = workspaces
 
-    async def page(self, workspace_id: str, principal: Principal, page: int,
-                   per_page: int) -> tuple[list[sqlite3.Row], int]:
+    async def page(self, workspace_id: str, principal: Principal, page: int, per_page: int,
+                   sort: str = "joined_at", descending: bool = False) -> tuple[list[sqlite3.Row], int]:
         workspace = await self.workspaces.require_member(workspace_id, principal)
         reader = self.ctx.db.reader
         total = await workspace_store.count_members(reader, workspace["id"])
-        rows = await workspace_store.list_members(reader, workspace["id"], (page - 1) * per_page, per_page)
+        rows = await workspace_store.list_members(reader, workspace["id"], (page - 1) * per_page, per_page,
+                                                  sort, descending)
         return rows, total
 
     async def _target(self, conn: Conn, workspace_id: str, member_id: str) -> sqlite3.Row:

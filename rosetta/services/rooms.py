@@ -26,6 +26,8 @@ from rosetta.store import users as user_store
 from rosetta.store import workspaces as workspace_store
 from rosetta.store.db import Tx
 
+SORT_FIELDS = tuple(room_store.ROOM_ORDER)  # what GET /external/rooms may sort by
+
 KIND = "temporary_room"
 EXPIRED_CODE = "temporary_room_expired"
 EXPIRED_MESSAGE = "Temporary Room is not available."
@@ -135,9 +137,10 @@ class RoomService:
             return None
         return await room_store.by_id(self.ctx.db.reader, room_id.lower())
 
-    async def list_mine(self, principal: Principal, page: int, per_page: int) -> tuple[list[sqlite3.Row], int]:
+    async def list_mine(self, principal: Principal, page: int, per_page: int, sort: str = "created_at",
+                        descending: bool = True) -> tuple[list[sqlite3.Row], int]:
         return await room_store.page_for_owner(self.ctx.db.reader, principal.user_id, (page - 1) * per_page,
-                                               per_page)
+                                               per_page, sort, descending)
 
     async def usage(self, principal: Principal, conn: Any = None) -> Usage:
         cfg = self.ctx.config.temporary_rooms

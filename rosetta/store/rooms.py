@@ -25,11 +25,19 @@ async def for_owner(conn: Conn, room_id: str, owner_id: str) -> sqlite3.Row | No
     return await conn.fetch_one("SELECT * FROM temporary_rooms WHERE id = ? AND owner_id = ?", (room_id, owner_id))
 
 
-async def page_for_owner(conn: Conn, owner_id: str, offset: int, limit: int) -> tuple[list[sqlite3.Row], int]:
-    """One page of the developer's rooms, newest first, and how many there are in all."""
+# What a developer's room list may be sorted by (?sort=). Room ids are ULIDs: id order is creation order.
+ROOM_ORDER = {"created_at": "r.id", "expires_at": "r.expires_at", "name": "r.name COLLATE NOCASE"}
+
+
+async def page_for_owner(conn: Conn, owner_id: str, offset: int, limit: int, sort: str = "created_at",
+                         descending: bool = True) -> tuple[list[sqlite3.Row], int]:
+    """One page of the developer's rooms (newest first unless ``sort`` says otherwise) and how many
+    there are in all."""
+    direction = "DESC" if descending else "ASC"
     rows = await conn.fetch_all(
         "SELECT *, (SELECT COUNT(*) FROM temporary_rooms c WHERE c.owner_id = r.owner_id) AS total"
-        " FROM temporary_rooms r WHERE r.owner_id = ? ORDER BY r.id DESC LIMIT ? OFFSET ?",
+        f" FROM temporary_rooms r WHERE r.owner_id = ? ORDER BY {ROOM_ORDER[sort]} {direction}, r.id {direction}"
+        " LIMIT ? OFFSET ?",
         (owner_id, limit, offset),
     )
     if rows:

@@ -70,10 +70,18 @@ async def count_members(conn: Conn, workspace_id: str) -> int:
     return int(await conn.fetch_value("SELECT COUNT(*) FROM members WHERE workspace_id = ?", (workspace_id,)))
 
 
-async def list_members(conn: Conn, workspace_id: str, offset: int, limit: int) -> list[sqlite3.Row]:
-    """Members in join order (member ids are ULIDs, so id order is join order)."""
+# What a member list may be sorted by (?sort=), and the column each names. Member ids are ULIDs, so id
+# order is join order: the tie-break, in the same direction.
+MEMBER_ORDER = {"joined_at": "m.id", "name": "u.name COLLATE NOCASE", "role": "m.role"}
+
+
+async def list_members(conn: Conn, workspace_id: str, offset: int, limit: int, sort: str = "joined_at",
+                       descending: bool = False) -> list[sqlite3.Row]:
+    """One page of the members, in join order unless ``sort`` names another field of MEMBER_ORDER."""
+    direction = "DESC" if descending else "ASC"
     return await conn.fetch_all(
-        f"{MEMBER_SELECT} WHERE m.workspace_id = ? ORDER BY m.id LIMIT ? OFFSET ?", (workspace_id, limit, offset)
+        f"{MEMBER_SELECT} WHERE m.workspace_id = ? ORDER BY {MEMBER_ORDER[sort]} {direction}, m.id {direction}"
+        " LIMIT ? OFFSET ?", (workspace_id, limit, offset)
     )
 
 
