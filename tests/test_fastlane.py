@@ -288,6 +288,19 @@ def tornado_path(path: str) -> str:
     return f"{path}?via=tornado"
 
 
+async def answered_alike(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """``request``'s answer on a connection of its own, after checking that Tornado, reading the same
+    request (the lane takes no POST with a query), gives the same status and body."""
+    raw, handler = await Raw.open(port), await Raw.open(port)
+    try:
+        answer = await raw.ask(request)
+        assert (await handler.ask(request.replace(b" HTTP/1.1", b"?via=tornado HTTP/1.1", 1)))[::2] == answer[::2]
+        return answer
+    finally:
+        raw.close()
+        handler.close()
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_a_send_is_answered_in_the_lane_as_the_handler_answers_it(api, server):
     team = await make_team(api)
@@ -329,13 +342,7 @@ async def test_a_send_refused_before_it_writes_is_the_handlers_and_writes_nothin
         (post(path, team.member.token, {"content": "hi"})[:-1] + b"{", 400),  # the body is not JSON
     ]
     for request, status in cases:
-        raw = await Raw.open(server.port)
-        answer = await raw.ask(request)
-        assert answer[0] == status, (request[-60:], answer)
-        handler = await Raw.open(server.port)  # the same request, read by Tornado: the same answer
-        assert (await handler.ask(request.replace(b" HTTP/1.1", b"?via=tornado HTTP/1.1", 1)))[::2] == answer[::2]
-        raw.close()
-        handler.close()
+        assert (await answered_alike(server.port, request))[0] == status, request[-60:]
     assert stats.written_in_fast_lane == sent
     assert stats.handed_on == handed + len(cases) - 1  # the long body never fit a peek: not even tried
     assert contents((await api.get(path, token=team.owner.token)).body) == []
@@ -349,14 +356,7 @@ async def test_a_send_over_a_small_body_limit_is_refused_as_tornado_refuses_it(a
     path = history(team)
     stats = server.app.http.lean_stats
     sent = stats.written_in_fast_lane
-    request = post(path, team.member.token, {"content": "x" * 2000})
-    raw = await Raw.open(server.port)
-    answer = await raw.ask(request)
-    assert answer[0] == 413, answer
-    handler = await Raw.open(server.port)
-    assert (await handler.ask(request.replace(b" HTTP/1.1", b"?via=tornado HTTP/1.1", 1)))[::2] == answer[::2]
-    raw.close()
-    handler.close()
+    assert (await answered_alike(server.port, post(path, team.member.token, {"content": "x" * 2000})))[0] == 413
     assert stats.written_in_fast_lane == sent
     assert (await api.post(path, {"content": "fits"}, token=team.member.token)).status == 201
     assert contents((await api.get(path, token=team.owner.token)).body) == ["fits"]

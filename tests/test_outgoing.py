@@ -6,6 +6,8 @@ import hmac
 import json
 import socket
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from ipaddress import ip_address
 
 import pytest
@@ -147,13 +149,22 @@ async def test_deleting_a_channel_cancels_its_messages_deliveries_not_yet_made(a
     assert not any("hunter2" in call.body.decode() for call in peer.calls[2:])
 
 
-def test_upgrading_drops_the_bodies_of_finished_deliveries(tmp_path):
+@contextmanager
+def database_before(tmp_path, version: int, undo: str = "") -> Iterator[sqlite3.Connection]:
+    """A database as it was before migration ``version``: ``undo`` (SQL) takes back what the migration
+    made, and it is marked not applied. Foreign keys are off: rows alone (no workspace, user or hook)
+    test a migration."""
     raw = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
     try:
         apply_migrations(raw)
-        # As a database from before migration 10: not applied, finished deliveries with their bodies.
-        raw.execute("DELETE FROM schema_migrations WHERE version = 10")
-        raw.execute("PRAGMA foreign_keys = OFF")  # the rows alone: no workspace or hook is needed to test this
+        raw.executescript(f"{undo} DELETE FROM schema_migrations WHERE version = {version}; PRAGMA foreign_keys = OFF;")
+        yield raw
+    finally:
+        raw.close()
+
+
+def test_upgrading_drops_the_bodies_of_finished_deliveries(tmp_path):
+    with database_before(tmp_path, 10) as raw:  # finished deliveries with their bodies
         for delivery_id, status in (("d1", "delivered"), ("d2", "failed"), ("d3", "pending")):
             raw.execute("INSERT INTO webhook_deliveries (id, outgoing_webhook_id, event_name, event_seq, body, status,"
                         " next_attempt_at, created_at) VALUES (?, 'h', 'message.created', 1, '{\"text\"}', ?, '', '')",
@@ -161,18 +172,12 @@ def test_upgrading_drops_the_bodies_of_finished_deliveries(tmp_path):
         assert apply_migrations(raw) == [10]
         kept = dict(raw.execute("SELECT id, body FROM webhook_deliveries").fetchall())
         assert kept == {"d1": "", "d2": "", "d3": '{"text"}'}  # a pending delivery still has to go out
-    finally:
-        raw.close()
 
 
 def test_upgrading_indexes_the_message_of_each_pending_delivery(tmp_path):
-    raw = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
-    try:
-        apply_migrations(raw)
-        # As a database from before migration 11: no message_id column, deliveries with their bodies.
-        raw.executescript("DROP INDEX webhook_deliveries_message;"
-                          " ALTER TABLE webhook_deliveries DROP COLUMN message_id;"
-                          " DELETE FROM schema_migrations WHERE version = 11; PRAGMA foreign_keys = OFF;")
+    # No message_id column yet: deliveries with their bodies.
+    with database_before(tmp_path, 11, "DROP INDEX webhook_deliveries_message;"
+                                       " ALTER TABLE webhook_deliveries DROP COLUMN message_id;") as raw:
         rows = (("d1", "message.created", "pending", "m1"), ("d2", "message.translated", "pending", "m1"),
                 ("d3", "message.created", "delivered", "m2"), ("d4", "channel.created", "pending", "c1"))
         for delivery_id, name, status, data_id in rows:
@@ -182,8 +187,6 @@ def test_upgrading_indexes_the_message_of_each_pending_delivery(tmp_path):
         assert apply_migrations(raw) == [11]
         found = dict(raw.execute("SELECT id, message_id FROM webhook_deliveries").fetchall())
         assert found == {"d1": "m1", "d2": "m1", "d3": None, "d4": None}  # what a deletion must still cancel
-    finally:
-        raw.close()
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -253,11 +256,7 @@ async def test_member_removed_is_offered_and_webhook_changes_stay_inside(api, se
 
 
 def test_upgrading_renames_member_left_subscriptions(tmp_path):
-    raw = sqlite3.connect(tmp_path / "old.sqlite3", isolation_level=None)
-    try:
-        apply_migrations(raw)
-        raw.execute("DELETE FROM schema_migrations WHERE version = 12")
-        raw.execute("PRAGMA foreign_keys = OFF")  # the rows alone: no workspace or user is needed to test this
+    with database_before(tmp_path, 12) as raw:
         for hook_id, types in (("h1", '["member.joined","member.left"]'), ("h2", '["message.created"]')):
             raw.execute("INSERT INTO outgoing_webhooks (id, workspace_id, name, url, event_types, secret, created_by,"
                         " created_at, updated_at) VALUES (?, 'w', 'n', 'https://x.test/', ?, 's', 'u', '', '')",
@@ -265,8 +264,6 @@ def test_upgrading_renames_member_left_subscriptions(tmp_path):
         assert apply_migrations(raw) == [12]
         kept = dict(raw.execute("SELECT id, event_types FROM outgoing_webhooks").fetchall())
         assert kept == {"h1": '["member.joined","member.removed"]', "h2": '["message.created"]'}
-    finally:
-        raw.close()
 
 
 @pytest.mark.gen_test(timeout=30)
