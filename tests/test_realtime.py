@@ -157,6 +157,35 @@ async def test_resume_frame_replays_and_ping_gets_pong(server, api, rt):
 
 
 @pytest.mark.gen_test(timeout=30)
+async def test_every_resume_frame_replays_exactly_what_this_connection_never_sent(server, api, rt):
+    """Spec §9: a resume frame on a live connection replays only events not yet sent on it. A second
+    resume (or one after ?after=) was ignored, so what lay before the first resume point never came."""
+    ana, bea = await register(api, "Ana"), await register(api, "Bea")
+    team = await workspace_with(api, ana, bea)
+    watcher, _ = await rt.hello(bea.token)
+    earlier = [await post(api, channel_path(team), f"m{n}", ana.token) for n in range(2)]
+    seqs = [e["seq"] for e in await until(watcher, "message.created")][-1:]
+    seqs += [e["seq"] for e in await until(watcher, "message.created")][-1:]
+    watcher.close()
+
+    async def messages(ws, count):
+        return [e["data"]["original_content"] for e in await events(ws, count)]
+
+    ws_b, _ = await rt.hello(bea.token, f"after={seqs[1]}")  # it says it has m1: nothing is replayed
+    await post(api, channel_path(team), "m2", ana.token)
+    assert await messages(ws_b, 1) == ["m2"]
+    # The client lost m0 and m1: both come now, m2 (sent on this connection) does not come again.
+    await ws_b.write_message(json.dumps({"type": "resume", "after": seqs[0] - 1}))
+    assert await messages(ws_b, 2) == [m["original_content"] for m in earlier]
+    await post(api, channel_path(team), "m3", ana.token)
+    assert await messages(ws_b, 1) == ["m3"]
+    # Again from the same point: everything after it was sent here, so nothing is replayed.
+    await ws_b.write_message(json.dumps({"type": "resume", "after": seqs[0] - 1}))
+    await post(api, channel_path(team), "m4", ana.token)
+    assert await messages(ws_b, 1) == ["m4"]
+
+
+@pytest.mark.gen_test(timeout=30)
 async def test_a_frame_that_is_not_a_json_object_gets_an_error_and_the_socket_stays(server, api, rt):
     ana = await register(api, "Ana")
     ws, _ = await rt.hello(ana.token)

@@ -184,7 +184,9 @@ class RealtimeSocketHandler(RealtimeMixin, BaseHandler, tornado.websocket.WebSoc
             after = frame.get("after")
             if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_SEQ:
                 sub.control(Control({"type": "error", "message": "The after field must be a seq (an integer >= 0)."}))
-            elif not sub.resumed:
+            elif sub.state is not sub.LIVE:  # one replay at a time: two would interleave their events
+                sub.control(Control({"type": "error", "message": "A replay is under way: resume once it is done."}))
+            else:  # as often as the client likes: each replays only what this connection never sent
                 self.resume(sub, after)
         elif kind == "typing":
             await self.typing(sub, frame)

@@ -463,6 +463,7 @@ class Hub:
             sub.control(Control({"type": "resync_required", "oldest_seq": oldest or newest + 1}))
             sub.go_live()
             return
+        sub.replaying_from(after)
         cursor = after
         cache: dict[tuple[str, str], Readers] = {}
         while not sub.closed:

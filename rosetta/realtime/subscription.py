@@ -80,8 +80,8 @@ class Subscription:
         self.pending: list[Frame] = []
         self.pending_bytes = 0
         self.last_sent = 0  # the highest durable seq written to this connection
-        self.sent_from = 0  # everything written live is in (sent_from, last_sent]
-        self.resumed = False
+        self.sent_from = 0  # everything written is in (sent_from, last_sent]; both 0 until something is
+        self.next_sent_from: int | None = None  # sent_from once the replay under way is done
         self.closed = False
         self.close_code: int | None = None
         self.replay_task: asyncio.Task[None] | None = None
@@ -128,6 +128,8 @@ class Subscription:
 
     def go_live(self) -> None:
         """Drain what arrived while replaying (skipping seq already sent), then write live."""
+        if self.next_sent_from is not None:
+            self.sent_from, self.next_sent_from = self.next_sent_from, None
         pending, self.pending, self.pending_bytes = self.pending, [], 0
         self.state = self.LIVE
         for frame in pending:
@@ -135,7 +137,14 @@ class Subscription:
 
     def begin_replay(self) -> None:
         self.state = self.BUFFERING
-        self.resumed = True
+
+    def replaying_from(self, after: int) -> None:
+        """The log is read back from ``after``: ``replayed`` skips what this connection wrote, and once
+        live again what it wrote starts at ``after`` if that is earlier (the replay filled the gap up
+        to the old start), or if it had written nothing. So a later resume from further back replays
+        exactly what was never written here (spec §9), however often the client resumes."""
+        nothing_written = self.sent_from == self.last_sent == 0
+        self.next_sent_from = after if nothing_written else min(self.sent_from, after)
 
     def cork(self) -> None:
         """Hold writes until ``uncork``: frames of one delivery batch leave in one send."""
