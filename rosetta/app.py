@@ -196,16 +196,20 @@ class RosettaApp:
         return application
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
-        # _request_summary: handlers whose URL carries a credential (/hooks/{secret}, ?access_token=) redact it.
-        self.log_access(handler.get_status(), handler._request_summary(), 1000.0 * handler.request.request_time())
+        # _request_summary: handlers redact what a URL may carry as a credential (/hooks/{secret}, ?access_token=).
+        self.log_access(handler.get_status(), handler._request_summary, 1000.0 * handler.request.request_time())
 
-    def log_access(self, status: int, summary: str, elapsed_ms: float) -> None:
-        """The access log, as ``server.access_log`` asks: every request, only failures and slow ones, or none."""
+    def log_access(self, status: int, summary: Callable[[], str], elapsed_ms: float) -> None:
+        """The access log, as ``server.access_log`` asks: every request, only failures and slow ones, or none.
+
+        ``summary`` (``METHOD uri (ip)``, credentials redacted) is made only for a line that is logged:
+        with the default mode most requests log nothing, and the redaction parses the query.
+        """
         mode = self.config.server.access_log
         if mode == "off" or (mode == "errors" and status < 400 and elapsed_ms < SLOW_REQUEST_MS):
             return
         level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
-        access_log.log(level, "%d %s %.2fms", status, summary, elapsed_ms)
+        access_log.log(level, "%d %s %.2fms", status, summary(), elapsed_ms)
 
     async def start(self) -> None:
         """Open the database (migrating it), start the jobs, listen. ``server.port = 0`` picks a free port."""

@@ -328,8 +328,8 @@ class FastConnection:
             log.exception("answering %s failed", request.target)
             self.close()
             return
-        summary = f"{request.method} {request.target} ({self.remote_ip})"
-        app.log_access(answer.status, summary, 1000.0 * (time.time() - began))
+        app.log_access(answer.status, lambda: f"{request.method} {request.target} ({self.remote_ip})",
+                       1000.0 * (time.time() - began))
 
     def _write(self, request: PlainRequest, answer: lean.Answer) -> None:
         taken = self.sock.recv(request.length)  # the request peeked at: it is in the kernel, whole

@@ -279,8 +279,9 @@ class LeanGet(tornado.httputil.HTTPMessageDelegate):
             stream = getattr(connection, "stream", None)
             if stream is not None:
                 self.owner.back_to_lane.add(stream)
-        summary = f"{self.request.method} {self.request.uri} ({self.request.remote_ip})"
-        self.app.log_access(200, summary, 1000.0 * self.request.request_time())
+        request = self.request
+        self.app.log_access(200, lambda: f"{request.method} {request.uri} ({request.remote_ip})",
+                            1000.0 * request.request_time())
 
 
 class Application(tornado.web.Application):
