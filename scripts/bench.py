@@ -1,11 +1,12 @@
 """Benchmark runner: a fresh real server per section, driven from this (separate) process; one table.
 
 Usage: ``scripts/bench [--only NAME] [--duration S] [--workers N] [--no-pin] [--no-balance]
-[--no-fast-lane] [--synchronous FULL|NORMAL|EXTRA] [--profile DIR]`` (``--workers``: the servers'
+[--no-fast-lane] [--synchronous FULL|NORMAL|EXTRA] [--profile DIR] [--same-windows]`` (``--workers``: the servers'
 ``server.workers``, by default one per core, as an operator would set it; ``--no-pin``:
 ``server.pin_workers = false``, ``--no-balance``: ``server.balance_connections = false`` and
 ``--no-fast-lane``: ``server.fast_lane = false``, to compare; ``--profile`` runs a one-worker server
-under cProfile, ``DIR/<section>.prof``).
+under cProfile, ``DIR/<section>.prof``; ``--same-windows`` makes the translation section's translated
+windows identical to its baselines, to see how often its verdict reports a difference that is not there).
 
 Writing a section (the interface other sections follow)
 -------------------------------------------------------
@@ -190,6 +191,8 @@ async def main() -> None:
     parser.add_argument("--no-fast-lane", dest="fast_lane", action="store_false",
                         help="server.fast_lane = false: Tornado reads every request (default: plain reads skip it)")
     parser.add_argument("--profile", type=Path, help="run the servers under cProfile, writing DIR/<section>.prof")
+    parser.add_argument("--same-windows", action="store_true",
+                        help="translation: its readers all read English, so no window translates (an A/A run)")
     args = parser.parse_args()
     if args.profile:
         args.workers = 1  # cProfile sees the process it started, not forked workers
@@ -197,6 +200,7 @@ async def main() -> None:
         args.profile = args.profile.resolve()
         args.profile.mkdir(parents=True, exist_ok=True)
     os.environ["BENCH_DURATION_S"] = str(args.duration)
+    os.environ["BENCH_SAME_WINDOWS"] = "1" if args.same_windows else ""
     settings = {
         "server.workers": str(args.workers),
         "server.pin_workers": "true" if args.pin else "false",

@@ -22,12 +22,17 @@ hit rate.
 
 Both kinds of window have a reader's WebSocket open too, so this process does the same client work in
 every window.
+
+``scripts/bench --same-windows`` (an A/A run) gives the translated windows' workspace readers who all
+read English: the windows then differ in nothing that matters, and how often the verdict still says
+"beyond" is how often it says so of noise alone. Only the timing rows are printed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import socket
 import time
@@ -66,6 +71,9 @@ UNIQUE_SHARE = 0.25  # a quarter of lines are one-off sentences
 # The translated phase is cut into windows, each between two baseline windows (B T B T B T B), so a burst
 # of the host's stealing lands on either kind alike; see the module docstring.
 TRANSLATED_WINDOWS = 3  # between them, one duration's worth of messages (as each baseline half)
+
+Windows = list[tuple[list[float], int]]  # per window: send latencies (s), sends refused
+Row = tuple[str, str, str]  # the table's (metric, measured, target)
 
 # The stubs this process started, by section scratch dir (server_env starts it; run reads it).
 _stubs: dict[Path, Stub] = {}
@@ -153,7 +161,7 @@ async def sign_up(base_url: str, name: str, language: str) -> str:
 async def team(base_url: str, label: str, reader_languages: tuple[str, ...]) -> tuple[list[str], list[str], str]:
     """CLIENTS English senders plus one reader per language; returns (sender tokens, reader tokens, path)."""
     senders = list(await asyncio.gather(*(sign_up(base_url, f"{label}s{i}", "en") for i in range(CLIENTS))))
-    readers = [await sign_up(base_url, f"{label}r{lang}", lang) for lang in reader_languages]
+    readers = [await sign_up(base_url, f"{label}r{i}{lang}", lang) for i, lang in enumerate(reader_languages)]
     owner = KeepAlive(base_url)
     status, body = await owner.json("POST", f"{API}/workspaces", {"name": f"Bench {label}"}, token=senders[0])
     assert status == 201, (status, body)
@@ -261,12 +269,13 @@ def ms(samples: list[float], fraction: float) -> str:
     return f"{percentile(samples, fraction) * 1000:.1f} ms"
 
 
-async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
+async def run(base_url: str, tmp: Path) -> list[Row]:
     stub = _stubs.pop(tmp)
     per_window = int(RATE * duration_s() / TRANSLATED_WINDOWS)
+    same_windows = os.environ.get("BENCH_SAME_WINDOWS") == "1"  # an A/A run: see the module docstring
     try:
         plain_senders, plain_reader, plain_path = await team(base_url, "plain", ("en",))
-        senders, readers, path = await team(base_url, "multi", LANGUAGES)
+        senders, readers, path = await team(base_url, "multi", ("en",) * len(LANGUAGES) if same_windows else LANGUAGES)
         french = readers[LANGUAGES.index("fr")]
         plain_stop = asyncio.Event()
         plain_watcher = asyncio.create_task(watch(base_url, plain_reader[0], {}, plain_stop))
@@ -293,14 +302,23 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
                 assert (await stub.counts())[1] == texts_before, "a baseline must not translate"
                 continue
             began = time.perf_counter()
-            translated.append(await paced_sends(base_url, senders, path, texts, sent_at))
+            _, texts_before = await stub.counts()
+            translated.append(await paced_sends(base_url, senders, path, texts, None if same_windows else sent_at))
             sending_s = time.perf_counter() - began
+            if same_windows:
+                cpu["translated"] += server_cpu_s() - cpu_before
+                assert (await stub.counts())[1] == texts_before, "an A/A run must not translate"
+                continue
             await until_arrived(arrived, sent_at)
             translating_s += time.perf_counter() - began
             cpu["translated"] += server_cpu_s() - cpu_before  # the queue's work after the sends included
             drains.append(max(time.perf_counter() - began - sending_s, 0))
         plain_stop.set()
         await plain_watcher
+        if same_windows:
+            stop.set()
+            await watcher
+            return verdict_rows(baselines, translated, cpu, "A/A: no window translates")
         lags = [arrived[m] - sent_at[m] for m in sent_at if m in arrived]
         calls, texts_translated = await stub.counts()
         # Realistic chat: the memory hit rate, once the French reader has seen every sample message translated.
@@ -314,31 +332,9 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
         jobs = SAMPLE_MESSAGES * (len(LANGUAGES) - 1)
     finally:
         stub.stop()
-    # The baseline windows in two halves that interleave (1st and 3rd; 2nd and 4th), each spread over the
-    # section as the translated windows are: how much p99 moves between identical runs on this machine.
-    halves = [[x for lat, _ in baselines[start::2] for x in lat] for start in (0, 1)]
-    tr_lat = [x for lat, _ in translated for x in lat]
-    base_fail, tr_fail = sum(f for _, f in baselines), sum(f for _, f in translated)
     text_ms = text_work_ms()
-    base_cpu_ms, tr_cpu_ms = (cpu[kind] * 1000 / max(sum(len(lat) for lat, _ in windows), 1)
-                              for kind, windows in (("baseline", baselines), ("translated", translated)))
-    base99, again99 = (percentile(half, .99) * 1000 for half in halves)
-    excess, spread = percentile(tr_lat, .99) * 1000 - max(base99, again99), abs(base99 - again99)
     return [
-        ("stub provider latency per call", f"{STUB_LATENCY_S * 1000:.0f} ms", ""),
-        (f"send p50 / p99 at {RATE} msg/s, no translation queued (baseline windows 1+3; 2+4)",
-         f"{ms(halves[0], .5)} / {ms(halves[0], .99)}; {ms(halves[1], .5)} / {ms(halves[1], .99)}", ""),
-        (f"send p50 / p99 at {RATE} msg/s, 3 reader languages ({TRANSLATED_WINDOWS} windows between the baselines)",
-         f"{ms(tr_lat, .5)} / {ms(tr_lat, .99)}", "p99 unchanged within noise (the two baseline halves)"),
-        # The verdict: the translated p99 may exceed the larger baseline half's by no more than the halves
-        # differ from each other, which is what two identical runs on this machine differ by.
-        ("translated p99 minus the larger baseline p99; the two baselines' difference",
-         f"{excess:+.1f} ms; {spread:.1f} ms ({'within' if excess <= spread else 'beyond'} noise)",
-         "first ≤ second"),
-        # What translating costs the server, on the cores the sends share: sends and the queue's work together.
-        ("server CPU per message sent: baseline; translated into 3 languages (until drained)",
-         f"{base_cpu_ms:.2f} ms; {tr_cpu_ms:.2f} ms", ""),
-        ("sends refused (baselines, translated)", f"{base_fail}, {tr_fail}", "0, 0"),
+        *verdict_rows(baselines, translated, cpu, "3 reader languages"),
         ("translations done (fr reader saw message.translated)", f"{len(lags)} of {len(sent_at)}",
          "all"),
         # Over sending and draining both: it can only approach the offered rate (the drain row says it keeps up).
@@ -354,4 +350,33 @@ async def run(base_url: str, tmp: Path) -> list[tuple[str, str, str]]:
         (f"memory hit rate, realistic chat sample ({SAMPLE_MESSAGES} msgs × 3 languages)",
          f"{1 - provider_texts / jobs:.0%} ({provider_texts} provider texts for {jobs} jobs)"
          + ("" if sample_done == len(sample_sent) else f"; only {sample_done} of {len(sample_sent)} translated"), ""),
+    ]
+
+
+def verdict_rows(baselines: Windows, translated: Windows, cpu: dict[str, float], kind: str) -> list[Row]:
+    """The send-latency rows and the verdict: translated windows (of ``kind``) against the baselines."""
+    # The baseline windows in two halves that interleave (1st and 3rd; 2nd and 4th), each spread over the
+    # section as the translated windows are: how much p99 moves between identical runs on this machine.
+    halves = [[x for lat, _ in baselines[start::2] for x in lat] for start in (0, 1)]
+    tr_lat = [x for lat, _ in translated for x in lat]
+    base_fail, tr_fail = sum(f for _, f in baselines), sum(f for _, f in translated)
+    base_cpu_ms, tr_cpu_ms = (cpu[name] * 1000 / max(sum(len(lat) for lat, _ in windows), 1)
+                              for name, windows in (("baseline", baselines), ("translated", translated)))
+    base99, again99 = (percentile(half, .99) * 1000 for half in halves)
+    excess, spread = percentile(tr_lat, .99) * 1000 - max(base99, again99), abs(base99 - again99)
+    return [
+        ("stub provider latency per call", f"{STUB_LATENCY_S * 1000:.0f} ms", ""),
+        (f"send p50 / p99 at {RATE} msg/s, no translation queued (baseline windows 1+3; 2+4)",
+         f"{ms(halves[0], .5)} / {ms(halves[0], .99)}; {ms(halves[1], .5)} / {ms(halves[1], .99)}", ""),
+        (f"send p50 / p99 at {RATE} msg/s, {kind} ({TRANSLATED_WINDOWS} windows between the baselines)",
+         f"{ms(tr_lat, .5)} / {ms(tr_lat, .99)}", "p99 unchanged within noise (the two baseline halves)"),
+        # The verdict: the translated p99 may exceed the larger baseline half's by no more than the halves
+        # differ from each other, which is what two identical runs on this machine differ by.
+        ("translated p99 minus the larger baseline p99; the two baselines' difference",
+         f"{excess:+.1f} ms; {spread:.1f} ms ({'within' if excess <= spread else 'beyond'} noise)",
+         "first ≤ second"),
+        # What translating costs the server, on the cores the sends share: sends and the queue's work together.
+        (f"server CPU per message sent: baseline; {kind} (until drained)",
+         f"{base_cpu_ms:.2f} ms; {tr_cpu_ms:.2f} ms", ""),
+        ("sends refused (baselines, translated)", f"{base_fail}, {tr_fail}", "0, 0"),
     ]
