@@ -142,11 +142,11 @@ class RosettaApp:
             self.messages.translations = self.translation
         peers = self.cluster.peers
         if peers is not None and self.cluster.runs_jobs:
-            peers.on("translation.wake", lambda _: self.translation.wake())
+            peers.on("translation.wake", lambda _: self.translation.queue.wake())
         elif peers is not None:
-            self.translation.wake_elsewhere = lambda: peers.send("translation.wake")
+            self.translation.queue.wake_elsewhere = lambda: peers.send("translation.wake")
         self.glossary = GlossaryService(self.ctx, self.workspaces)
-        self.jobs.add("translation.work", config.translation.poll_interval_s, self.translation.work)
+        self.jobs.add("translation.work", config.translation.poll_interval_s, self.translation.queue.work)
         self.jobs.add("translation.memory_trim", TRIM_EVERY_S, self.translation.trim_memory)
         # Integrations (issue 7): incoming/Slack webhooks, outgoing webhooks and push (both queue their
         # outbox rows through "event.emitted" hooks inside the emitting transaction), devices.

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiosmtplib
 
 from rosetta.config import Config
-from rosetta.store.db import migration_files, pending_migrations
+from rosetta.store.dbfile import migration_files, pending_migrations
 from rosetta.translation.base import build_provider
 from rosetta.translation.keepalive import BadAnswer
 

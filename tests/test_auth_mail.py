@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from rosetta.mail.smtp import BACKOFF_CAP_S, backoff_s, build_message
-from rosetta.store.db import apply_migrations
+from rosetta.store.dbfile import apply_migrations
 from tests.authkit import Mailbox, deliver, smtp_overrides
 
 

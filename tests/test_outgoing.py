@@ -15,7 +15,7 @@ import pytest
 from rosetta.services import ssrf
 from rosetta.services.fresh import ANY_WRITE
 from rosetta.services.outgoing import backoff_s
-from rosetta.store.db import apply_migrations
+from rosetta.store.dbfile import apply_migrations
 from tests.peers import Answer
 from tests.rest_support import events, make_team, member_id
 from tests.support import register, workspace_with

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from rosetta.realtime import hub as hub_module
 from rosetta.realtime.hub import OFFERS_BETWEEN_YIELDS
+from rosetta.realtime.render import event_of
 from rosetta.store import events as event_store
 from tests.support import register, workspace_with
 from tests.test_realtime import channel_path, events, post
@@ -50,7 +50,7 @@ async def test_a_fan_out_gives_the_loop_back_between_chunks_and_reaches_everyone
     hub = server.app.hub
     [row] = await event_store.after(server.app.db.reader, first_seq, 1)
     before = hub.delivered
-    delivering = asyncio.ensure_future(hub._deliver([hub_module._event(row)]))
+    delivering = asyncio.ensure_future(hub._deliver([event_of(row)]))
     while hub.delivered == before:  # noqa: ASYNC110 - stepping the loop one turn at a time is the point
         await asyncio.sleep(0)
     assert hub.delivered - before == OFFERS_BETWEEN_YIELDS  # the loop had a turn after the first chunk
@@ -67,7 +67,7 @@ async def test_a_corked_batch_is_sent_in_turns_too(server, api, rt):
     hub = server.app.hub
     subs = list(hub.subscriptions())
     rows = await event_store.after(server.app.db.reader, first_seq - 1, 2)
-    delivering = asyncio.ensure_future(hub._deliver([hub_module._event(row) for row in rows]))
+    delivering = asyncio.ensure_future(hub._deliver([event_of(row) for row in rows]))
     while not all(sub.held is not None for sub in subs):  # noqa: ASYNC110 - stepping the loop is the point
         await asyncio.sleep(0)
     while all(sub.held is not None for sub in subs):  # noqa: ASYNC110
@@ -90,6 +90,6 @@ async def test_the_event_of_a_message_gone_since_reaches_nobody(server, api, rt)
     await server.app.db.write(lambda tx: tx.execute("DELETE FROM messages WHERE id = ?", (message["id"],)))
 
     before = hub.delivered
-    await hub._deliver([hub_module._event(row)])  # as a purge racing its delivery would leave it
+    await hub._deliver([event_of(row)])  # as a purge racing its delivery would leave it
     assert hub.delivered == before
     await each_reads_the_next_message(api, ana, team, [ws])

@@ -9,7 +9,8 @@ import sqlite3
 
 import pytest
 
-from rosetta.store.db import Database, Tx
+from rosetta.store.connections import Tx
+from rosetta.store.db import Database
 
 
 @pytest.fixture

@@ -251,7 +251,7 @@ async def test_a_memory_that_cannot_learn_costs_a_provider_call_not_a_translatio
 async def test_a_memory_kept_in_the_database_by_an_older_server_moves_to_its_file(server, api, stub, clock):
     """Before it had a file of its own, the memory was the database's translation_memory table: its
     entries are copied at start-up, learning dates and all, and the table is dropped."""
-    from rosetta.services.translation import masked_hash
+    from rosetta.store.translation_memory import masked_hash
     from rosetta.translation.mask import mask
 
     ana, bea, _ws, path = await team(api)
@@ -370,13 +370,13 @@ async def test_a_crashed_workers_lease_expires_and_the_job_is_claimed_again(serv
     ana, bea, _ws, path = await team(api)
     await api.post(path, {"content": SPANISH}, token=bea.token)
     app = server.app
-    lease = iso(clock.now() + timedelta(seconds=app.translation.lease_s))
+    lease = iso(clock.now() + timedelta(seconds=app.translation.queue.lease_s))
     # A worker claims the job and dies before finishing (the claim is committed, nothing else).
     claimed = await app.db.write(lambda tx: store.claim(tx, clock.now_iso(), lease, 10, 3))
     assert len(claimed) == 1
     await server.restart()
     assert await server.app.jobs.run_once("translation.work") == 0  # still leased
-    clock.advance(seconds=server.app.translation.lease_s + 1)
+    clock.advance(seconds=server.app.translation.queue.lease_s + 1)
     assert await server.app.jobs.run_once("translation.work") == 1
     seen = (await api.get(path, token=ana.token)).json["data"][0]
     assert seen["translation_status"] == "completed"
@@ -391,12 +391,12 @@ async def test_a_job_whose_worker_dies_on_every_attempt_ends_failed(server, api,
     await api.post(path, {"content": SPANISH}, token=bea.token)
     for attempt in range(3):
         app = server.app
-        lease = iso(clock.now() + timedelta(seconds=app.translation.lease_s))
+        lease = iso(clock.now() + timedelta(seconds=app.translation.queue.lease_s))
         # A worker leases the job and dies before finishing: only the claim is committed.
         claimed = await app.db.write(lambda tx, lease=lease: store.claim(tx, clock.now_iso(), lease, 10, 3))
         assert [(row["status"], row["attempts"]) for row in claimed] == [("pending", attempt + 1)]
         await server.restart()
-        clock.advance(seconds=server.app.translation.lease_s + 1)
+        clock.advance(seconds=server.app.translation.queue.lease_s + 1)
     # Read, and so cached, while still pending: the claim that gives up must move this page's stamp.
     assert (await api.get(path, token=ana.token)).json["data"][0]["translation_status"] == "pending"
     # Its three tries are used up: the next claim gives up on it instead of leasing it forever.

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from rosetta.config import TranslationConfig
-from rosetta.services.translation import BACKOFF_MAX_S, backoff_s
+from rosetta.services.translation_queue import BACKOFF_MAX_S, backoff_s
 from rosetta.translation.base import ProviderError, build_provider
 from rosetta.translation.deepl import DeepL, deepl_target, from_xml, our_code, to_xml
 from rosetta.translation.mask import mask, unmask

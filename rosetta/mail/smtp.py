@@ -14,6 +14,7 @@ from email.utils import make_msgid
 
 import aiosmtplib
 
+from rosetta.backoff import doubling_s
 from rosetta.config import MailConfig
 
 log = logging.getLogger("rosetta.mail")
@@ -41,7 +42,7 @@ def build_message(sender: str, to: str, subject: str, body: str) -> EmailMessage
 
 def backoff_s(attempts: int, rng: random.Random | None = None) -> float:
     """Delay before the next attempt after ``attempts`` failures: exponential, capped, jittered."""
-    base = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2 ** max(0, attempts - 1)))
+    base = doubling_s(attempts, BACKOFF_BASE_S, BACKOFF_CAP_S)
     spread = (rng or random).uniform(-JITTER, JITTER)  # jitter, not a secret
     return base * (1 + spread)
 

@@ -15,7 +15,7 @@ from rosetta.store import channels as channel_store
 from rosetta.store import direct as direct_store
 from rosetta.store import realtime as realtime_store
 from rosetta.store import workspaces as workspace_store
-from rosetta.store.db import Conn
+from rosetta.store.connections import Conn
 
 log = logging.getLogger("rosetta.realtime")
 

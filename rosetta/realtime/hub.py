@@ -1,9 +1,9 @@
 """The hub: hears committed events and hands each to the live connections whose audience includes it.
 
-Owns the set of live connections, delivery order and per-reader payloads. ``publish`` (called in
-an on-commit callback) only queues; one drain task delivers in ``seq`` order, deciding recipients
-from the database at that moment (a removed member or deactivated user gets nothing more). A
-message event is rendered once per distinct reader language and encoded once per transport; the
+Owns the set of live connections, delivery order and per-reader payloads. ``publish`` (called in an
+on-commit callback) only queues; one drain task delivers in ``seq`` order, deciding recipients from
+the database at that moment (a removed member or deactivated user gets nothing more). A message
+event is rendered once per distinct reader language and encoded once per transport (render.py); the
 same bytes go to every connection of that language. The hub never waits for a client: writes are
 non-blocking and an overflowing connection is closed (subscription.py).
 
@@ -18,7 +18,6 @@ Live-only frames (typing, read) and presence changes are passed to the other hub
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -31,6 +30,7 @@ import tornado.ioloop
 from rosetta.clock import iso, parse_iso
 from rosetta.realtime.audience import CACHED_AUDIENCES, Audiences, Readers
 from rosetta.realtime.presence import Presence
+from rosetta.realtime.render import event_of, frames_for, message_rows, neutral_data, render_all, target_language
 from rosetta.realtime.subscription import CLOSE_GOING_AWAY, CLOSE_REVOKED, Subscription
 from rosetta.realtime.wire import Control, Frame, dumps
 from rosetta.services.events import RENDERED, Event
@@ -38,9 +38,8 @@ from rosetta.services.fresh import FreshCache
 from rosetta.services.trimming import CHUNK, delete_in_chunks
 from rosetta.services.views import same_language
 from rosetta.store import events as event_store
-from rosetta.store import messages as message_store
 from rosetta.store import realtime as realtime_store
-from rosetta.store.db import Conn, complete
+from rosetta.store.connections import complete
 
 if TYPE_CHECKING:
     from rosetta.jobs import JobRunner
@@ -49,8 +48,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rosetta.realtime")
 
-# Keys that hold message text: stripped from every *.deleted event (delete events carry no content).
-CONTENT_KEYS = ("content", "original_content", "display_content", "translations", "attachments")
 REPLAY_PAGE = 500  # events read per replay step; then wait for the socket to drain
 SSE_COMMENT_S = 15.0  # spec §5: keeps proxies from closing an idle stream
 # A fan-out offers an event to this many connections, then gives the loop a turn. At ~20 µs a
@@ -237,7 +234,7 @@ class Hub:
         events: list[Event] = []
         while True:
             rows = await event_store.after(self.ctx.db.reader, self._delivered_through, REPLAY_PAGE)
-            events.extend(_event(row) for row in rows)
+            events.extend(event_of(row) for row in rows)
             if rows:
                 self._delivered_through = events[-1].seq
             if len(rows) < REPLAY_PAGE:
@@ -298,10 +295,10 @@ class Hub:
             by_language = self._recipients((event.audience_kind, event.audience_id), readers)
             if event.name == "message.translated":
                 by_language = {language: subs for language, subs in by_language.items()
-                               if same_language(language, _target(event))}
+                               if same_language(language, target_language(event))}
             if by_language:
                 plans.append((event, by_language))
-        rows = await self._message_rows(conn, [event for event, _ in plans])
+        rows = await message_rows(conn, [event for event, _ in plans])
         wanted: dict[str, dict[str, Any]] = {}
         for event, by_language in plans:
             row = rows.get(event.payload.get("id")) if event.name in RENDERED else None
@@ -309,7 +306,7 @@ class Hub:
                 continue  # not a message event, or the message is gone (purged)
             for language in by_language:
                 wanted.setdefault(language, {})[row["id"]] = row
-        rendered = await self._render_all(conn, wanted)
+        rendered = await render_all(self.messages, conn, wanted)
         try:
             for event, by_language in plans:
                 if not self._by_user:
@@ -370,19 +367,6 @@ class Hub:
         for sub in subs:
             sub.offer(frame)
         self.delivered += len(subs)
-
-    async def _message_rows(self, conn: Conn, events: list[Event]) -> dict[str, Any]:
-        ids = list({e.payload.get("id") for e in events if e.name in RENDERED and e.payload.get("id")})
-        return {row["id"]: row for row in await message_store.by_ids(conn, ids)}
-
-    async def _render_all(self, conn: Conn, wanted: dict[str, dict[str, Any]]) -> dict[tuple[str, str], bytes]:
-        """Each wanted message as a reader of each language sees it, encoded: one render per language."""
-        assert self.messages is not None
-        encoded: dict[tuple[str, str], bytes] = {}
-        for language, by_id in wanted.items():
-            for data in await self.messages.render(conn, list(by_id.values()), language):
-                encoded[language, data["id"]] = dumps(data)
-        return encoded
 
     # Live-only events (typing, read, presence): never in the durable log --------------------------
 
@@ -470,8 +454,8 @@ class Hub:
             rows = await event_store.after(conn, cursor, REPLAY_PAGE)
             if not rows:
                 break
-            events = [_event(row) for row in rows]
-            for frame in await self._frames_for(conn, sub.user_id, events, cache):
+            events = [event_of(row) for row in rows]
+            for frame in await frames_for(self.audiences, self.messages, conn, sub.user_id, events, cache):
                 sub.replayed(frame)
             cursor = events[-1].seq
             if len(rows) < REPLAY_PAGE:
@@ -480,33 +464,6 @@ class Hub:
                 return
         if not sub.closed:
             sub.go_live()
-
-    async def _frames_for(self, conn: Conn, user_id: str, events: list[Event],
-                          cache: dict[tuple[str, str], Readers]) -> list[Frame]:
-        """The events of one page that ``user_id`` may see, as that reader sees them, in seq order."""
-        visible: list[tuple[Event, str]] = []
-        for event in events:
-            readers = await self.audiences.readers(conn, event.audience_kind, event.audience_id, cache)
-            language = readers.get(user_id)
-            if language is None:
-                continue
-            if event.name == "message.translated" and not same_language(language, _target(event)):
-                continue
-            visible.append((event, language))
-        rows = await self._message_rows(conn, [event for event, _ in visible])
-        wanted: dict[str, dict[str, Any]] = {}
-        for event, language in visible:
-            row = rows.get(event.payload.get("id")) if event.name in RENDERED else None
-            if row is not None:
-                wanted.setdefault(language, {})[row["id"]] = row
-        rendered = await self._render_all(conn, wanted)
-        frames = []
-        for event, language in visible:
-            if event.name not in RENDERED:
-                frames.append(Frame(event.seq, event.name, dumps(neutral_data(event.name, event.payload))))
-            elif (language, event.payload.get("id")) in rendered:
-                frames.append(Frame(event.seq, event.name, rendered[language, event.payload["id"]]))
-        return frames
 
     # Retention -------------------------------------------------------------------------------------
 
@@ -534,19 +491,3 @@ def uncork(subs: Iterable[Subscription]) -> None:
     """Send what each corked connection holds (uncorking one already uncorked does nothing)."""
     for sub in subs:
         sub.uncork()
-
-
-def neutral_data(name: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """Non-message events go out as emitted; a delete never carries the deleted text."""
-    if name.endswith(".deleted"):
-        return {key: value for key, value in payload.items() if key not in CONTENT_KEYS}
-    return payload
-
-
-def _target(event: Event) -> str:
-    return str(event.payload.get("language") or "")
-
-
-def _event(row: Any) -> Event:
-    return Event(row["seq"], row["name"], row["audience_kind"], row["audience_id"], json.loads(row["payload"]),
-                 row["created_at"])

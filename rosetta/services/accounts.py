@@ -21,7 +21,7 @@ from rosetta.services.passwords import hash_password, verify_password
 from rosetta.store import auth as auth_store
 from rosetta.store import tokens as token_store
 from rosetta.store import users as user_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 INACTIVE = "Account is inactive."
 BAD_CREDENTIALS = "The provided credentials are incorrect."

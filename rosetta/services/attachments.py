@@ -19,7 +19,7 @@ from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store import files as file_store
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 CHANNEL, DIRECT = "channel", "direct"
 ROUTE_PREFIX = {CHANNEL: "/api/v1/message-attachments", DIRECT: "/api/v1/direct-message-attachments"}

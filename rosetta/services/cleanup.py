@@ -15,7 +15,7 @@ from rosetta.services.fresh import uncached
 from rosetta.store import auth as auth_store
 from rosetta.store import invites as invite_store
 from rosetta.store import tokens as token_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 CLEANUP_EVERY_S = 3600.0  # hourly: the rows are harmless meanwhile
 # An expired invite stays in its admin's list this long (to see what lapsed, and re-issue it), then goes.

@@ -20,7 +20,7 @@ from rosetta.services.context import Context
 from rosetta.services.ssrf import Refused, check_shape
 from rosetta.store import devices as device_store
 from rosetta.store import push as push_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 PROVIDERS = ("fcm", "expo", "ntfy")
 PLATFORMS = ("ios", "android", "web", "desktop", "other")

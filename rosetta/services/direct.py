@@ -22,7 +22,7 @@ from rosetta.services.messages import Author, MessageService, Page, Place
 from rosetta.store import direct as direct_store
 from rosetta.store import users as user_store
 from rosetta.store import workspaces as workspace_store
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 from rosetta.services.context import Context
 from rosetta.store import events as event_store
 from rosetta.store import workspaces as workspace_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 EMITTED = "event.emitted"  # ctx.listeners key for in-transaction event hooks
 # Events whose data is the message as each reader sees it over REST: the hub renders them from the

@@ -24,7 +24,7 @@ from rosetta.ids import looks_like_id, new_id
 from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.store import files as file_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 MIB = 1024 * 1024
 VISIBILITIES = ("private", "public")

@@ -12,7 +12,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
-from rosetta.store.db import Database, Tx
+from rosetta.store.connections import Tx
+from rosetta.store.db import Database
 
 T = TypeVar("T")
 V = TypeVar("V")

@@ -12,7 +12,7 @@ from rosetta.services.context import Context
 from rosetta.services.events import emit
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store import translations as store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 from rosetta.text import bad_text
 
 MAX_TERMS = 500  # every message of the workspace is matched against all of them

@@ -21,7 +21,7 @@ from rosetta.services.rooms import FULL_CODE, FULL_MESSAGE, RoomService, is_live
 from rosetta.store import rooms as room_store
 from rosetta.store import users as user_store
 from rosetta.store import workspaces as workspace_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 TOKEN_PREFIX = "grst_"  # noqa: S105 - the public prefix of a guest token, not a secret
 GUEST_HEADER = "X-Rosetta-Guest-Token"

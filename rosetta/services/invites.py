@@ -26,7 +26,7 @@ from rosetta.services.events import emit
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store import invites as invite_store
 from rosetta.store import workspaces as workspace_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 INVALID_INVITE = "This invite link is not valid."
 CODE_BYTES = 12  # 96 bits, 16 URL-safe characters: unguessable, short enough to read out

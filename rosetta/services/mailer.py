@@ -21,7 +21,7 @@ from rosetta.services.context import Context
 from rosetta.services.fresh import uncached
 from rosetta.services.trimming import delete_in_chunks
 from rosetta.store import outbox as outbox_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 log = logging.getLogger("rosetta.mail")
 

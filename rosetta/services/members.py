@@ -20,7 +20,7 @@ from rosetta.services.context import Context
 from rosetta.services.events import emit
 from rosetta.services.workspaces import ADMIN_ROLES, WorkspaceService
 from rosetta.store import workspaces as workspace_store
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 SORT_FIELDS = tuple(workspace_store.MEMBER_ORDER)  # what GET /workspaces/{w}/members may sort by
 

@@ -22,7 +22,7 @@ from rosetta.services.fresh import FreshCache
 from rosetta.services.workspaces import OpenRule
 from rosetta.store import messages as message_store
 from rosetta.store import users as user_store
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 MAX_CONTENT_CHARS = 10_000
 # History pages kept rendered (see MessageService.page). Most reads are the latest page of a few

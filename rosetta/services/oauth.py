@@ -33,7 +33,7 @@ from rosetta.services.accounts import INACTIVE
 from rosetta.services.context import Context
 from rosetta.store import auth as auth_store
 from rosetta.store import users as user_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 from rosetta.text import storable
 
 T = TypeVar("T")

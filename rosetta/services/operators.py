@@ -16,7 +16,7 @@ from rosetta.services.auth import Principal
 from rosetta.services.context import Context
 from rosetta.services.passwords import hash_password
 from rosetta.store import users as user_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 ROOM_PLANS = ("free", "developer")
 

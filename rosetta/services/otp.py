@@ -25,7 +25,7 @@ from rosetta.services.keys import AppKey
 from rosetta.services.mailer import Mailer
 from rosetta.store import auth as auth_store
 from rosetta.store import users as user_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 T = TypeVar("T")
 MAX_WRONG = 5

@@ -21,6 +21,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from rosetta.backoff import doubling_s
 from rosetta.clock import iso
 from rosetta.errors import Invalid, NotFound
 from rosetta.ids import looks_like_id, new_id, new_secret
@@ -32,7 +33,7 @@ from rosetta.services.ssrf import Refused, guarded_fetch, literal_refusal
 from rosetta.services.trimming import delete_in_chunks
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store import webhooks as store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 log = logging.getLogger("rosetta.webhooks")
 
@@ -51,7 +52,7 @@ KEEP_FINISHED_DAYS = 7
 
 def backoff_s(attempts: int) -> float:
     """Seconds before try number ``attempts + 1``: 30 s, 60 s, 120 s, … capped at 6 h."""
-    return float(min(BACKOFF_BASE_S * 2 ** max(0, attempts - 1), BACKOFF_CAP_S))
+    return doubling_s(attempts, BACKOFF_BASE_S, BACKOFF_CAP_S)
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -20,7 +20,7 @@ from rosetta.services.passwords import hash_password
 from rosetta.store import auth as auth_store
 from rosetta.store import tokens as token_store
 from rosetta.store import users as user_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 UNKNOWN_EMAIL = "We could not find an account with that email."
 INVALID_TOKEN = "This password reset token is invalid."  # noqa: S105 - a message, not a secret

@@ -23,6 +23,7 @@ import sqlite3
 from datetime import timedelta
 from functools import partial
 
+from rosetta.backoff import doubling_s
 from rosetta.clock import iso, parse_iso
 from rosetta.ids import new_id
 from rosetta.push.base import Notification, Outcome, Sender
@@ -39,7 +40,7 @@ from rosetta.store import devices as device_store
 from rosetta.store import direct as direct_store
 from rosetta.store import messages as message_store
 from rosetta.store import push as push_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 log = logging.getLogger("rosetta.push")
 
@@ -62,7 +63,7 @@ def mentioned_handles(content: str) -> set[str]:
 
 def backoff_s(attempts: int) -> float:
     """10 s, 20 s, 40 s, … capped at an hour."""
-    return float(min(BACKOFF_BASE_S * 2 ** max(0, attempts - 1), BACKOFF_CAP_S))
+    return doubling_s(attempts, BACKOFF_BASE_S, BACKOFF_CAP_S)
 
 
 class PushService:

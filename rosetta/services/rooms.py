@@ -24,7 +24,7 @@ from rosetta.store import channels as channel_store
 from rosetta.store import rooms as room_store
 from rosetta.store import users as user_store
 from rosetta.store import workspaces as workspace_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 SORT_FIELDS = tuple(room_store.ROOM_ORDER)  # what GET /external/rooms may sort by
 

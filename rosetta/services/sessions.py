@@ -23,7 +23,7 @@ from rosetta.services.context import Context
 from rosetta.services.keys import AppKey
 from rosetta.store import auth as auth_store
 from rosetta.store import users as user_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 XSRF_PURPOSE = "xsrf"
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from rosetta.services.fresh import uncached
-from rosetta.store.db import Database, Tx
+from rosetta.store.connections import Tx
+from rosetta.store.db import Database
 
 DeleteChunk = Callable[[Tx, int], Awaitable[int]]
 CHUNK = 1000  # rows per unit: a few ms of the writer

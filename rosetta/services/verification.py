@@ -16,7 +16,7 @@ from rosetta.services.context import Context
 from rosetta.services.keys import AppKey
 from rosetta.services.mailer import Mailer
 from rosetta.store import users as user_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 INVALID_LINK = "Verification link is invalid."
 VERIFY_PURPOSE = "email-verify"

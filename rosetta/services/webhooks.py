@@ -21,7 +21,7 @@ from rosetta.services.fresh import uncached
 from rosetta.services.messages import Author, MessageService, channel_place
 from rosetta.services.workspaces import WorkspaceService
 from rosetta.store import webhooks as webhook_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 INACTIVE = "webhook_inactive"
 SECRET_BYTES = 24  # 48 hex characters: 192 bits, far beyond guessing even without rate limits

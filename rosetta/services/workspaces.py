@@ -23,7 +23,7 @@ from rosetta.services.slugs import free_slug, slugify
 from rosetta.store import channels as channel_store
 from rosetta.store import rooms as room_store
 from rosetta.store import workspaces as workspace_store
-from rosetta.store.db import Tx
+from rosetta.store.connections import Tx
 
 ADMIN_ROLES = ("owner", "admin")
 PASSWORD_REQUIRED = "channel_password_required"  # noqa: S105 - an error code, not a secret

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 # One-time codes ------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 # Columns a listing may show: the token and its hash stay inside the store and the push sender.
 PUBLIC_COLUMNS = "id, user_id, platform, provider, device_name, app_version, device_id, last_used_at, created_at"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 CONVERSATION_COLUMNS = "d.id, d.pair_key, d.last_message_at, d.created_at"
 

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from typing import Any
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 
 async def append(tx: Tx, name: str, audience_kind: str, audience_id: str, payload: dict[str, Any],

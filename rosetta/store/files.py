@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 SORTABLE = ("created_at", "size", "client_name")
 SWEEP_BATCH = 500  # rows per sweep unit: keeps one write unit short

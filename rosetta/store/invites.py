@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 INVITE_COLUMNS = "i.id, i.workspace_id, i.code, i.expires_at, i.max_uses, i.uses, i.created_by, i.revoked_at," \
                  " i.created_at"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 MESSAGE_SELECT = (
     "SELECT m.*, COALESCE(m.author_name, u.name) AS author_display_name,"

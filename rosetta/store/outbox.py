@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 
 async def enqueue(tx: Tx, *, id: str, to: str, subject: str, body: str, now: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 
 async def conversation_recipients(conn: Conn, conversation_id: str, author_id: str) -> list[sqlite3.Row]:

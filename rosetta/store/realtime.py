@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
-from rosetta.store.db import Conn
+from rosetta.store.connections import Conn
 
 
 async def user_reader(conn: Conn, user_id: str) -> list[sqlite3.Row]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 
 async def insert(tx: Tx, *, id: str, workspace_id: str, channel_id: str, owner_id: str, name: str,

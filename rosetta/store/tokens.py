@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 
 async def insert(tx: Tx, *, id: str, user_id: str, kind: str, name: str, secret_hash: str,

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from rosetta.store.db import BUSY_TIMEOUT_MS, connect_reader, run
+from rosetta.store.connections import BUSY_TIMEOUT_MS, connect_reader, run
 from rosetta.store.translations import MAX_IDS
 
 T = TypeVar("T")
@@ -41,6 +42,11 @@ SCHEMA = (
     " PRIMARY KEY (provider, source, target, masked_hash))"
 )
 Entry = tuple[str, str, str, str, str]  # (provider, source, target, masked_hash, translated)
+
+
+def masked_hash(text: str) -> str:
+    """A masked text's key in the memory."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class TranslationMemory:

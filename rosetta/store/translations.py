@@ -6,7 +6,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 # Above SQLite's default 999 bound-parameter limit we would fail; pages and claims stay far below it.
 MAX_IDS = 500

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 USER_UPDATABLE = ("name", "preferred_language", "avatar_url", "password_hash", "email_verified_at",
                   "is_active", "last_login_at", "room_plan")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from rosetta.store.db import Conn, Tx
+from rosetta.store.connections import Conn, Tx
 
 WORKSPACE_COLUMNS = (
     "w.id, w.kind, w.name, w.slug, w.owner_id, w.password_hash IS NOT NULL AS has_password, w.created_at,"
