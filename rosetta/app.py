@@ -68,6 +68,11 @@ access_log = logging.getLogger("tornado.access")
 SLOW_REQUEST_MS = 1000.0  # logged even when server.access_log = "errors"
 API_PREFIX = "/api/v1"
 IDLE_TIMEOUT_S = 120.0  # a keep-alive connection waiting this long for its next request is closed
+# A request body must arrive within BODY_TIMEOUT_S plus its length at MIN_BODY_RATE (a slow mobile uplink,
+# ~256 kbit/s): 30 s for a small JSON body, ~14 min for a 25 MB upload. Without a bound, a body sent a
+# byte a minute held its connection (and an upload's temporary file) forever, also on public routes.
+BODY_TIMEOUT_S = 30.0
+MIN_BODY_RATE = 32 * 1024  # bytes per second
 CHECKPOINT_EVERY_S = 1.0  # the WAL stays at about a second of writes (the core bench: ~1,000 sends)
 MAIL_POLL_S = 5.0  # outbox poll: a code or link reaches the relay within ~5 s of the request
 WEBHOOK_POLL_S = 2.0  # outgoing webhook outbox poll: receivers hear of an event within ~2 s
@@ -89,6 +94,7 @@ class RosettaApp:
                  cluster: Cluster | None = None) -> None:
         self.config = config
         self.run_jobs = run_jobs  # tests turn timers off and call jobs.run_once() instead
+        self.body_timeout_s = BODY_TIMEOUT_S  # the fixed part of each body's deadline (tests shorten it)
         self.clock = clock or Clock()
         # One of server.workers processes (rosetta.workers), or the only one.
         self.cluster = cluster or Cluster()
@@ -211,6 +217,10 @@ class RosettaApp:
         level = logging.ERROR if status >= 500 else logging.WARNING if status >= 400 else logging.INFO
         access_log.log(level, "%d %s %.2fms", status, summary(), elapsed_ms)
 
+    def body_deadline_s(self, length: int) -> float:
+        """How long a request body of ``length`` bytes may take to arrive before its connection is closed."""
+        return self.body_timeout_s + length / MIN_BODY_RATE
+
     async def start(self) -> None:
         """Open the database (migrating it), start the jobs, listen. ``server.port = 0`` picks a free port."""
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +232,9 @@ class RosettaApp:
         # The largest body any route accepts; JSON routes enforce their own smaller bound in prepare().
         max_body = int(max(server_cfg.max_body_mb, self.config.files.max_upload_mb) * 1024 * 1024) + 64 * 1024
         self.http = self.make_tornado_app()
-        self.server = HTTPServer(self.http, max_body_size=max_body, idle_connection_timeout=IDLE_TIMEOUT_S)
+        # Each handler narrows the body's deadline to its own request in prepare(); this bounds the rest.
+        self.server = HTTPServer(self.http, max_body_size=max_body, idle_connection_timeout=IDLE_TIMEOUT_S,
+                                 body_timeout=self.body_deadline_s(max_body))
         if server_cfg.fast_lane:
             self.fast_lane = FastLane(self.http, self.server, IDLE_TIMEOUT_S)
             self.server.fast_lane = self.fast_lane

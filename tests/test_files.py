@@ -295,3 +295,22 @@ async def test_quota_is_enforced_per_user(api, server):
     assert (await upload(api, bob, b"c" * 1000)).status == 201  # quotas are per user
     assert (await api.delete(f"/files/{first.json['data']['id']}", token=ana.token)).status == 204
     assert (await upload(api, ana, b"b" * 100)).status == 201  # deleting frees the space
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_parts_the_form_does_not_define_are_skipped_and_never_name_an_error(api, server):
+    ana = await register(api, "Ana")
+    caption = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"caption\"\r\n\r\n" + "c" * 2000 + "\r\n"
+               f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{'n' * 3000}\"\r\n\r\n" + "d" * 2000 + "\r\n")
+    form = caption.encode() + multipart(b"hello", "note.txt", visibility="public")
+    stored = await api.post("/files", token=ana.token, raw=form,
+                            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert stored.status == 201, stored  # a long caption (2,000 bytes, over the 1 KiB field bound) is ignored
+    assert stored.json["data"]["visibility"] == "public"  # the form's own field is still read
+    # A "file" part that is not a file (no filename) is not the file: the file is missing, said under "file".
+    not_a_file = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n" + "x" * 2000
+                  + f"\r\n--{BOUNDARY}--\r\n").encode()
+    refused = await api.post("/files", token=ana.token, raw=not_a_file,
+                             headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert refused.status == 422 and list(refused.json["errors"]) == ["file"], refused
+    assert "required" in refused.json["errors"]["file"][0]

@@ -17,6 +17,9 @@ from rosetta.files.multipart import MultipartError, PartData, PartEnd, PartStart
 from rosetta.files.sniff import HEAD_BYTES
 
 FILE_FIELD = "file"
+# The upload form's fields besides the file (api.md: file + visibility). Other parts are skipped
+# unread: their names are the client's, so they neither become error keys nor count against a bound.
+FORM_FIELDS = frozenset({"visibility"})
 MAX_FIELD_BYTES = 1024  # visibility and friends are a few bytes; anything bigger is not a real form
 
 
@@ -85,7 +88,7 @@ class UploadReceiver:
             self._client_name = part.filename
             self._current = FILE_FIELD
         else:
-            self._current = part.name
+            self._current = part.name if part.name in FORM_FIELDS else ""
             self._field_bytes.clear()
 
     def _data(self, data: bytes) -> None:
@@ -98,10 +101,10 @@ class UploadReceiver:
                 self._head += data[: HEAD_BYTES - len(self._head)]
             self._hash.update(data)
             self._temp.write(data)
-        else:
+        elif self._current:
             self._field_bytes += data
             if len(self._field_bytes) > MAX_FIELD_BYTES:
-                raise UploadInvalid(self._current or FILE_FIELD, "The field is too long.")
+                raise UploadInvalid(self._current, "The field is too long.")
 
     def _end(self) -> None:
         if self._current == FILE_FIELD:
@@ -109,7 +112,7 @@ class UploadReceiver:
             self._temp.close()
             self._temp = None
             self._file_done = True
-        elif self._current is not None and self._current not in self._fields:
+        elif self._current and self._current not in self._fields:
             try:
                 self._fields[self._current] = self._field_bytes.decode("utf-8")
             except UnicodeDecodeError:

@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 
 import tornado.httputil
 import tornado.web
+from tornado.http1connection import HTTP1Connection
 
 from rosetta.errors import (
     JSON_ERRORS,
@@ -78,6 +79,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self._chunks: list[bytes] = []
         self._received = 0
         self._body_limit = self.body_limit()
+        self._body_refused = False  # answered 413 while the body was still arriving (data_received)
         self._set_cors_headers()  # the rest of the defaults were set before initialize(); CORS needs the app
 
     @cached_property
@@ -105,13 +107,17 @@ class BaseHandler(tornado.web.RequestHandler):
         if self.request.method == "OPTIONS":
             return
         declared = self.request.headers.get("Content-Length")
+        length = self._body_limit  # a chunked body may be as long as the route allows
         if declared is not None:
             try:
-                too_big = int(declared) > self._body_limit
+                length = int(declared)
             except ValueError:
                 raise Malformed("Invalid Content-Length.") from None
-            if too_big:
+            if length > self._body_limit:
                 raise PayloadTooLarge()
+        connection = self.request.connection
+        if isinstance(connection, HTTP1Connection):  # the body is read after prepare(): bound how long it may take
+            connection.set_body_timeout(self.app.body_deadline_s(length))
         if self.public:
             return
         self.principal = await self.authenticate()
@@ -134,6 +140,14 @@ class BaseHandler(tornado.web.RequestHandler):
         self._received += len(chunk)
         if self._received <= self._body_limit:
             self._chunks.append(chunk)
+        elif not self._body_refused:
+            self._body_refused = True
+            # A chunked body (no Content-Length for prepare() to refuse) just crossed the limit: answer 413
+            # now instead of reading on to the server-wide limit (the largest upload), and keep nothing.
+            self._chunks = []
+            if not self._finished:
+                error = PayloadTooLarge()
+                self.send_error(error.status, exc_info=(type(error), error, None))
 
     def refuse_mixed_credentials(self) -> None:
         """401 when a guest token rides with another credential: it is never combined with one (issue 8).

@@ -93,6 +93,9 @@ class FilesHandler(BaseHandler):
             received = receiver.finish()
         except UploadInvalid as exc:
             raise Invalid.one(exc.field, exc.problem) from None
+        # stage() owns the temporary file from here (it installs or removes it): a client closing the
+        # connection now must not delete it under stage's feet (a FileNotFoundError, logged as a 500).
+        self._receiver = None
         data = await self.app.files.stage(self.principal, received, received.fields.get("visibility"))
         self.send_json({"data": data}, 201)
 

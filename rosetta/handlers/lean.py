@@ -178,12 +178,14 @@ async def plain_write(app: RosettaApp, route: type[BaseHandler], lean: LeanWrite
         return None
     try:
         data = await write()
+        # Encoded inside the try: once the write ran, even a failure to encode is this send's answer
+        # (a 500), never a hand-over, after which the handler would post the message again.
+        return Answer(encode_json({"data": data}), None, rate, 201)
     except Exception as exc:
         if not isinstance(exc, ApiError) or exc.status >= 500:
             log.exception("a send in the fast lane failed")
         status, headers, encoded = api_error_answer(exc if isinstance(exc, ApiError) else ApiError())
         return Answer(encoded, None, rate, status, headers)
-    return Answer(encode_json({"data": data}), None, rate, 201)
 
 
 def answer_headers(owner: Application, origin: str | None, answer: Answer) -> list[tuple[str, str]]:

@@ -35,7 +35,10 @@ def sort_param(handler: Any, allowed: tuple[str, ...], default: str) -> tuple[st
 
 def page_body(handler: Any, items: list[Any], total: int, page: int, per_page: int) -> dict[str, Any]:
     last_page = max(1, math.ceil(total / per_page))
-    base = f"{handler.request.protocol}://{handler.request.host}{handler.request.path}"
+    # server.public_url when set: behind a TLS proxy the request says http://, and Host is the client's to choose.
+    public_url = handler.app.config.server.public_url
+    origin = public_url.rstrip("/") if public_url else f"{handler.request.protocol}://{handler.request.host}"
+    base = f"{origin}{handler.request.path}"
     # Every argument is copied, also ones the route never read (and so never checked): any bytes.
     query = {k: v[-1].decode("utf-8", "replace") for k, v in handler.request.query_arguments.items() if k != "page"}
 
