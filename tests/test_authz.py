@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from rosetta.store.tokens import MAX_PERSONAL
-from tests.rest_support import make_team, member_id
-from tests.support import register
+from tests.rest_support import Team, make_team, member_id
+from tests.support import Api, register, workspace_with
 
 ROLES = ("anonymous", "outsider", "member", "admin", "owner")
 
@@ -17,7 +19,9 @@ def expect(outsider: int, member: int, admin: int, owner: int) -> dict[str, int]
 
 # route name, method, path, body, expected status per role.
 # {w} workspace, {c} general, {x} a spare channel, {m} a message by a plain member in general,
-# {t} that member's member id, {i} an invite.
+# {t} that member's member id, {i} an invite, {h} an incoming webhook, {o} an outgoing webhook.
+# Placeholders in the body's strings are filled the same way.
+OUTGOING = {"name": "receiver", "url": "https://hooks.example.test/in", "event_types": ["channel.deleted"]}
 MATRIX = [
     ("workspace.show", "GET", "/workspaces/{w}", None, expect(404, 200, 200, 200)),
     ("channels.index", "GET", "/workspaces/{w}/channels", None, expect(404, 200, 200, 200)),
@@ -38,7 +42,51 @@ MATRIX = [
     ("invites.index", "GET", "/workspaces/{w}/invites", None, expect(404, 403, 200, 200)),
     ("invites.store", "POST", "/workspaces/{w}/invites", {"expires_in_days": 1}, expect(404, 403, 201, 201)),
     ("invites.destroy", "DELETE", "/workspaces/{w}/invites/{i}", None, expect(404, 403, 204, 204)),
+    ("webhooks.index", "GET", "/workspaces/{w}/webhooks", None, expect(404, 403, 200, 200)),
+    ("webhooks.store", "POST", "/workspaces/{w}/webhooks", {"name": "CI", "default_channel_id": "{c}"},
+     expect(404, 403, 201, 201)),
+    ("webhooks.update", "PUT", "/workspaces/{w}/webhooks/{h}", {"name": "renamed", "is_active": False},
+     expect(404, 403, 200, 200)),
+    ("webhooks.destroy", "DELETE", "/workspaces/{w}/webhooks/{h}", None, expect(404, 403, 204, 204)),
+    ("outgoing.index", "GET", "/workspaces/{w}/outgoing-webhooks", None, expect(404, 403, 200, 200)),
+    ("outgoing.store", "POST", "/workspaces/{w}/outgoing-webhooks", OUTGOING, expect(404, 403, 201, 201)),
+    ("outgoing.show", "GET", "/workspaces/{w}/outgoing-webhooks/{o}", None, expect(404, 403, 200, 200)),
+    ("outgoing.update", "PUT", "/workspaces/{w}/outgoing-webhooks/{o}", {"name": "renamed"},
+     expect(404, 403, 200, 200)),
+    ("outgoing.destroy", "DELETE", "/workspaces/{w}/outgoing-webhooks/{o}", None, expect(404, 403, 204, 204)),
+    ("outgoing.deliveries", "GET", "/workspaces/{w}/outgoing-webhooks/{o}/deliveries", None,
+     expect(404, 403, 200, 200)),
+    ("glossary.show", "GET", "/workspaces/{w}/glossary", None, expect(404, 200, 200, 200)),
+    ("glossary.update", "PUT", "/workspaces/{w}/glossary", {"terms": ["Rosetta"]}, expect(404, 403, 200, 200)),
+    ("messages.translate", "POST", "/workspaces/{w}/channels/{c}/messages/{m}/translate", {"target_language": "de"},
+     expect(404, 200, 200, 200)),
 ]
+
+
+def fill(value: Any, names: dict[str, str]) -> Any:
+    """``value`` with the placeholders in its strings (a body's, or a path) replaced by ``names``."""
+    if isinstance(value, str):
+        return value.format(**names)
+    if isinstance(value, dict):
+        return {key: fill(item, names) for key, item in value.items()}
+    if isinstance(value, list):
+        return [fill(item, names) for item in value]
+    return value
+
+
+async def webhook_targets(api: Api, team: Team, template: str) -> dict[str, str]:
+    """A fresh incoming ({h}) and outgoing ({o}) webhook, made only for the rows that name them."""
+    made: dict[str, str] = {}
+    if "{h}" in template:
+        hook = await api.post(f"/workspaces/{team.id}/webhooks", {"name": "hook", "default_channel_id":
+                                                                  team.general["id"]}, token=team.owner.token)
+        assert hook.status == 201, hook
+        made["h"] = hook.json["data"]["id"]
+    if "{o}" in template:
+        out = await api.post(f"/workspaces/{team.id}/outgoing-webhooks", OUTGOING, token=team.owner.token)
+        assert out.status == 201, out
+        made["o"] = out.json["data"]["id"]
+    return made
 
 
 @pytest.mark.parametrize("route, method, template, body, expected", MATRIX, ids=[row[0] for row in MATRIX])
@@ -54,11 +102,11 @@ async def test_authorization_matrix(api, route, method, template, body, expected
         spare = await api.post(f"/workspaces/{team.id}/channels", {"name": f"spare {number}"}, token=team.owner.token)
         message = await api.post(f"/workspaces/{team.id}/channels/{team.general['id']}/messages",
                                  {"content": "target"}, token=target.token)
-        path = template.format(w=team.id, c=team.general["id"], x=spare.json["data"]["id"],
-                               m=message.json["data"]["id"], t=await member_id(api, team.id, target, team.owner.token),
-                               i=invite.json["data"]["id"])
+        names = {"w": team.id, "c": team.general["id"], "x": spare.json["data"]["id"], "m": message.json["data"]["id"],
+                 "t": await member_id(api, team.id, target, team.owner.token), "i": invite.json["data"]["id"],
+                 **await webhook_targets(api, team, template)}
         token = None if role == "anonymous" else team.role(role).token
-        response = await api.request(method, path, body, token=token)
+        response = await api.request(method, fill(template, names), fill(body, names), token=token)
         assert response.status != 500, response
         seen[role] = response.status
     assert seen == expected, route
@@ -73,6 +121,33 @@ async def test_a_password_channel_refuses_members_until_joined(api):
     statuses = {role: (await api.get(messages, token=team.role(role).token)).status
                 for role in ("outsider", "member", "admin", "owner")}
     assert statuses == {"outsider": 404, "member": 403, "admin": 200, "owner": 200}
+
+
+@pytest.mark.parametrize("kind", ["webhooks", "outgoing-webhooks"])
+@pytest.mark.gen_test(timeout=30)
+async def test_an_admin_reaches_no_webhook_of_another_workspace_through_their_own(api, kind):
+    """The webhook id is looked up inside the path's workspace: another workspace's is 404 and untouched."""
+    team = await make_team(api)
+    theirs = await workspace_with(api, team.outsider, name="Theirs")
+    body = OUTGOING if kind == "outgoing-webhooks" else {"name": "hook", "default_channel_id": theirs["general"]["id"]}
+    created = await api.post(f"/workspaces/{theirs['id']}/{kind}", body, token=team.outsider.token)
+    assert created.status == 201, created
+    hook = created.json["data"]
+    mine = f"/workspaces/{team.id}/{kind}/{hook['id']}"
+    attempts = [("PUT", mine, {"name": "hijacked", "is_active": False, "regenerate_secret": True}),
+                ("DELETE", mine, None)]
+    if kind == "outgoing-webhooks":
+        attempts += [("GET", mine, None), ("GET", f"{mine}/deliveries", None)]
+    for method, path, payload in attempts:
+        refused = await api.request(method, path, payload, token=team.owner.token)
+        assert refused.status == 404 and refused.json == {"message": "Not found."}, (method, path, refused)
+    listed = await api.get(f"/workspaces/{theirs['id']}/{kind}", token=team.outsider.token)
+    [still] = listed.json["data"]
+    assert still["name"] == hook["name"] and still["is_active"] is True
+    assert (await api.get(f"/workspaces/{team.id}/{kind}", token=team.owner.token)).json["data"] == []
+    if kind == "webhooks":  # the secret was not regenerated: the original still posts
+        posted = await api.post(f"/webhooks/{hook['id']}/messages", {"content": "still mine"}, token=hook["secret"])
+        assert posted.status == 201, posted
 
 
 # Token revocation ------------------------------------------------------------------------------------

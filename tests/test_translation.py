@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from rosetta.clock import iso
 from rosetta.services.fresh import ANY_WRITE
 from tests.rest_support import member_id
-from tests.support import register, workspace_with
+from tests.support import Api, Response, User, register, workspace_with
 
 SPANISH = "Hola a todos, ¿cómo están hoy? Nos vemos mañana en la oficina."
 
@@ -460,6 +461,12 @@ async def test_glossary_read_by_members_written_by_admins_and_never_translated(s
     assert (await api.get(glossary, token=bea.token)).json == {"data": {"terms": []}}
     refused = await api.put(glossary, {"terms": ["Rosetta"]}, token=bea.token)
     assert refused.status == 403
+    # Who may change it is decided before what was sent: a body without terms is 403 / 404 to them too.
+    assert (await api.put(glossary, {}, token=bea.token)).status == 403
+    outsider = await register(api, "Olu", "en")
+    assert (await api.put(glossary, {}, token=outsider.token)).status == 404
+    missing = await api.put(glossary, {}, token=ana.token)
+    assert missing.status == 422 and missing.json["errors"] == {"terms": ["The terms field is required."]}
     too_long = await api.put(glossary, {"terms": ["ok", "x" * 101]}, token=ana.token)
     assert too_long.status == 422 and "terms.1" in too_long.json["errors"]
     for unstorable in ("\ud800", "a\x00b"):  # a lone surrogate reached SQLite: a 500
@@ -496,3 +503,58 @@ async def test_languages_from_the_provider_for_any_authentication(server, api, s
         narrow = made.json["data"]["token"]
         assert (await api.get("/translation/languages", token=narrow)).json == listed.json
         assert (await api.get("/me", token=narrow)).status == 403
+
+
+ENGLISH = "Good morning everyone, the nightly build finished and every test passed."
+
+
+async def integration_post(api: Api, ana: User, ws: dict[str, Any], route: str) -> Response:
+    """An English message posted by an integration: an incoming webhook, or an automation token of Ana's."""
+    if route == "webhook":
+        created = await api.post(f"/workspaces/{ws['id']}/webhooks",
+                                 {"name": "CI", "default_channel_id": ws["general"]["id"]}, token=ana.token)
+        assert created.status == 201, created
+        hook = created.json["data"]
+        return await api.post(f"/webhooks/{hook['id']}/messages", {"content": ENGLISH}, token=hook["secret"])
+    made = await api.post("/me/tokens", {"name": "script", "abilities": ["automation"]}, token=ana.token)
+    assert made.status == 201, made
+    return await api.post(f"/automation/workspaces/{ws['id']}/channels/{ws['general']['id']}/messages",
+                          {"content": ENGLISH}, token=made.json["data"]["token"])
+
+
+@pytest.mark.parametrize("route", ["webhook", "automation"])
+@pytest.mark.gen_test(timeout=30)
+async def test_integration_messages_are_translated_like_any_other(server, api, stub, route):
+    ana, bea, ws, path = await team(api)
+    sent = await integration_post(api, ana, ws, route)
+    assert sent.status == 201, sent
+    assert sent.json["data"]["author"]["kind"] == route and sent.json["data"]["source_language"] == "en"
+    seen = (await api.get(path, token=bea.token)).json["data"][0]
+    assert seen["id"] == sent.json["data"]["id"]
+    assert seen["translation_status"] == "pending" and seen["display_content"] == ENGLISH
+    assert await server.app.jobs.run_once("translation.work") == 1
+    seen = (await api.get(path, token=bea.token)).json["data"][0]
+    assert seen["translation_status"] == "completed" and seen["display_source"] == "translated"
+    assert seen["display_language"] == "es" and seen["display_content"] == f"[es] {ENGLISH}"
+    assert seen["original_content"] == ENGLISH
+    own = (await api.get(path, token=ana.token)).json["data"][0]
+    assert own["translation_status"] == "not_needed" and own["display_content"] == ENGLISH
+    [call] = stub.calls("/translate")
+    assert call["body"]["q"] == [ENGLISH] and (call["body"]["source"], call["body"]["target"]) == ("en", "es")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_users_own_language_change_is_read_from_the_next_message_on(server, api, stub):
+    """PATCH /me changes the reader language wherever the member has none of their own: the next message
+    is queued for it (the cached reading languages are not kept past the change)."""
+    ana, bea, _ws, path = await team(api)
+    await api.post(path, {"content": SPANISH}, token=bea.token)  # queued for en, and the languages are cached
+    changed = await api.patch("/me", {"preferred_language": "fr"}, token=ana.token)
+    assert changed.status == 200 and changed.json["preferred_language"] == "fr"
+    second = "Otra cosa: el almuerzo de mañana es a la una en punto."
+    await api.post(path, {"content": second}, token=bea.token)
+    await server.app.jobs.run_once("translation.work")
+    asked = {(call["body"]["target"], text) for call in stub.calls("/translate") for text in call["body"]["q"]}
+    assert asked == {("en", SPANISH), ("fr", second)}
+    latest = (await api.get(path, token=ana.token)).json["data"][0]
+    assert latest["display_language"] == "fr" and latest["display_content"] == f"[fr] {second}"

@@ -1,5 +1,9 @@
 """Incoming workspace webhooks: management by admins, posting by secret (header or bearer)."""
 
+import hashlib
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from rosetta.services.fresh import ANY_WRITE
@@ -169,3 +173,31 @@ async def test_webhook_changes_reach_the_workspace_admins_only_and_never_the_sec
     later = await make_webhook(api, team.owner, team.workspace, name="Later")
     assert webhook_events(await until(sockets["owner"], "webhook.created"))[-1][1]["id"] == later["id"]
     assert webhook_events(await drain_to_fence(sockets["admin"], await barrier(api, team.admin))) == []
+
+
+def stored_webhooks(server) -> tuple[list[dict], str]:
+    """The webhooks table's rows and the whole database as SQL text, read from the file directly."""
+    with sqlite3.connect(Path(server.config.data_dir) / "rosetta.sqlite3") as raw:
+        raw.row_factory = sqlite3.Row
+        rows = [dict(row) for row in raw.execute("SELECT * FROM webhooks")]
+        return rows, "\n".join(raw.iterdump())
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_webhook_secrets_are_stored_only_as_sha256(api, server):
+    owner = await register(api, "Owen")
+    ws = await workspace_with(api, owner)
+    hook = await make_webhook(api, owner, ws)
+    regenerated = await api.put(f"/workspaces/{ws['id']}/webhooks/{hook['id']}", {"regenerate_secret": True},
+                                token=owner.token)
+    other = await make_webhook(api, owner, ws, name="Other")  # its secret as created, never regenerated
+    posted = await api.post(f"/webhooks/{hook['id']}/messages", {"content": "stored hashed"},
+                            token=regenerated.json["data"]["secret"])
+    assert posted.status == 201, posted
+    rows, everything = stored_webhooks(server)
+    by_id = {row["id"]: row for row in rows}
+    for hook_id, secret in ((hook["id"], regenerated.json["data"]["secret"]), (other["id"], other["secret"])):
+        assert by_id[hook_id]["secret_hash"] == hashlib.sha256(secret.encode()).hexdigest()
+    for secret in (hook["secret"], regenerated.json["data"]["secret"], other["secret"]):
+        assert all(secret not in str(value) for row in rows for value in row.values())
+        assert secret not in everything  # not in the events about them either, nor anywhere else

@@ -21,6 +21,8 @@ MAX_TERM_CHARS = 100
 
 def check_terms(raw: object) -> list[str]:
     """The terms, trimmed and de-duplicated (first spelling wins, case-insensitively); 422 naming the field."""
+    if raw is None:
+        raise Invalid.one("terms", "The terms field is required.")
     if not isinstance(raw, list):
         raise Invalid.one("terms", "The terms field must be an array.")
     if len(raw) > MAX_TERMS:
