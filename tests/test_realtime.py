@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,6 +38,19 @@ async def until(ws: WebSocketClientConnection, name: str) -> list[dict[str, Any]
         seen.append(got)
         if got.get("event") == name:
             return seen
+
+
+async def eventually(condition: Callable[[], bool], what: str, within_s: float = 5.0) -> None:
+    """Let the server (same loop) run until ``condition()`` holds; fail saying ``what`` did not happen.
+
+    The server notices a closed socket on one of its own loop turns, not at a time a test could
+    name: step the loop (``sleep(0)``) instead of guessing a delay, and give up after ``within_s``.
+    """
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within_s} s: {what}")
+        await asyncio.sleep(0)
 
 
 def channel_path(ws: dict[str, Any]) -> str:
@@ -274,19 +288,29 @@ async def test_revoking_the_token_closes_the_socket(server, api, rt):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_restart_between_disconnect_and_resume_loses_nothing(server, api, rt):
+    """Away, N messages, restart, M more, resume: all N+M once each, in order. The N were posted to
+    the old process while the client was gone, so only the durable log can replay them."""
     ana, bea = await register(api, "Ana"), await register(api, "Bea")
     team = await workspace_with(api, ana, bea)
     ws_b, _ = await rt.hello(bea.token)
+    ws_a, _ = await rt.hello(ana.token)  # stays connected through the restart
     before = await post(api, channel_path(team), "before restart", ana.token)
     [seen] = [e for e in await until(ws_b, "message.created")][-1:]
     assert seen["data"]["id"] == before["id"]
+    ws_b.close()
+    assert await frame(ws_b) is None
+    away = [await post(api, channel_path(team), f"while away {n}", ana.token) for n in range(3)]
     await server.restart()
-    assert await frame(ws_b) is None and ws_b.close_code == 1001
+    while await frame(ws_a) is not None:  # what was sent before the restart, then the close
+        pass
+    assert ws_a.close_code == 1001
     after = [await post(api, channel_path(team), f"after restart {n}", ana.token) for n in range(2)]
     ws_b, _ = await rt.hello(bea.token, f"after={seen['seq']}")
-    replayed = await events(ws_b, 2)
-    assert [e["data"]["id"] for e in replayed] == [m["id"] for m in after]
-    assert replayed[0]["seq"] > seen["seq"]
+    replayed = await drain_to_fence(ws_b, await barrier(api, bea))  # the fence also shows no event came twice
+    created = [e for e in replayed if e["event"] == "message.created"]
+    assert [e["data"]["id"] for e in created] == [m["id"] for m in away + after]
+    seqs = [e["seq"] for e in replayed]
+    assert seqs == sorted(set(seqs)) and seqs[0] > seen["seq"]
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -301,10 +325,7 @@ async def test_connections_per_principal_are_capped(server, api, rt):
     assert refused.value.code == 429
     first.close()
     assert await frame(first) is None
-    for _ in range(50):  # the server notices the close on its next loop turn
-        if server.app.hub.connection_count(ana.id) < 2:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: server.app.hub.connection_count(ana.id) < 2, "the hub forgot the closed socket")
     third, _ = await rt.hello(ana.token)
     third.close()
     second.close()
@@ -439,10 +460,7 @@ async def test_connections_that_come_and_go_between_messages_count_at_once(serve
 
     ws_a.close()
     assert await frame(ws_a) is None
-    for _ in range(50):  # the server notices the close on its next loop turn
-        if not hub.connection_count(ana.id):
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: not hub.connection_count(ana.id), "the hub forgot the closed socket")
     offered = hub.delivered
     await post(api, channel_path(team), "three", ana.token)
     assert (await until(ws_b, "message.created"))[-1]["data"]["original_content"] == "three"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from rosetta.realtime.subscription import CLOSE_OVERFLOW
 from tests.support import Server, register, workspace_with
 from tests.test_realtime import channel_path, events, post, until
 
@@ -18,14 +19,17 @@ from tests.test_realtime import channel_path, events, post, until
 class SseClient:
     """An EventSource over a real HTTP stream: each block parsed into {id, event, data}."""
 
-    def __init__(self, server: Server, token: str, last_event_id: int | None = None) -> None:
+    def __init__(self, server: Server, token: str, last_event_id: int | None = None, *,
+                 query: str | None = None) -> None:
+        """``query`` replaces ``access_token=<token>`` (``guest_token=…`` for a guest)."""
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.buffer = b""
         self.http = AsyncHTTPClient(force_instance=True)
         headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
-        request = HTTPRequest(f"http://127.0.0.1:{server.port}/api/v1/events?access_token={token}", headers=headers,
+        query = query or f"access_token={token}"
+        request = HTTPRequest(f"http://127.0.0.1:{server.port}/api/v1/events?{query}", headers=headers,
                               streaming_callback=self.on_chunk, request_timeout=60)
         self.response = asyncio.ensure_future(self.http.fetch(request, raise_error=False))
 
@@ -84,6 +88,52 @@ async def test_sse_stream_ends_on_shutdown(server, api):
     result = await asyncio.wait_for(stream.response, 2.0)
     assert result.code == 200  # the response finished cleanly: EventSource reconnects with Last-Event-ID
     await stream.close()
+
+
+async def stalled_reader(port: int, request: bytes, until_seen: bytes) -> socket.socket:
+    """A client with a tiny receive window that reads up to ``until_seen``, then never again."""
+    loop = asyncio.get_running_loop()
+    stalled = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)  # the server's bytes pile up on its side
+    stalled.setblocking(False)
+    try:
+        await loop.sock_connect(stalled, ("127.0.0.1", port))
+        await loop.sock_sendall(stalled, request)
+        received = b""
+        while until_seen not in received:
+            chunk = await asyncio.wait_for(loop.sock_recv(stalled, 4096), 5.0)
+            assert chunk, f"closed before {until_seen!r}: {received!r}"
+            received += chunk
+    except BaseException:
+        stalled.close()
+        raise
+    return stalled
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("server_overrides", [{"realtime": {"send_buffer_kb": 1}}])
+async def test_an_sse_reader_that_never_reads_has_its_stream_ended(server, api):
+    """Spec §5: overflow closes a WebSocket with 4008 and ends an SSE stream; only the first was tested."""
+    ana, cid = await register(api, "Ana"), await register(api, "Cid")
+    team = await workspace_with(api, ana, cid)
+    hub = server.app.hub
+    request = (f"GET /api/v1/events?access_token={cid.token} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+               "Accept: text/event-stream\r\n\r\n").encode()
+    stalled = await stalled_reader(server.port, request, b"event: hello")
+    try:
+        [sub] = hub.connections_of(cid.id)
+        sent = 0
+        big = "x" * 4000
+        while hub.is_online(cid.id) and sent < 100:
+            await post(api, channel_path(team), big, ana.token)
+            sent += 1
+        assert not hub.is_online(cid.id), "the stalled stream was never cut off"
+        assert sub.close_code == CLOSE_OVERFLOW
+        loop = asyncio.get_running_loop()
+        while await asyncio.wait_for(loop.sock_recv(stalled, 65536), 5.0):  # what was in flight, then EOF
+            pass
+    finally:
+        stalled.close()
 
 
 def _upgrade(port: int, token: str) -> bytes:

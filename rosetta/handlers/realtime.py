@@ -13,10 +13,9 @@ import json
 import logging
 from typing import Any
 
-import tornado.ioloop
 import tornado.websocket
 
-from rosetta.errors import JSON_ERRORS, BadRequest, Forbidden, Invalid, TooManyAttempts
+from rosetta.errors import JSON_ERRORS, ApiError, BadRequest, Forbidden, Invalid, TooManyAttempts
 from rosetta.handlers.base import BaseHandler
 from rosetta.ids import looks_like_id
 from rosetta.realtime.subscription import (
@@ -27,13 +26,26 @@ from rosetta.realtime.subscription import (
     WebSocketSink,
     tune_socket,
 )
+from rosetta.realtime.throttle import Throttle
 from rosetta.realtime.wire import Control
 from rosetta.services.auth import Principal
 
 log = logging.getLogger("rosetta.realtime")
 
 MAX_CLIENT_FRAME = 64 * 1024  # client frames are tiny JSON commands
+# Client frames that cost database reads, bounded per connection (audit s17 #1). Neither counts
+# against the HTTP rate limit (only the handshake does), and one principal may hold 20 connections
+# (realtime.max_connections_per_principal).
 TYPING_EVERY_S = 3.0  # at most one typing relay per connection and place in this window
+# A person types in one place at a time; 16 places inside one 3 s window is past any real client.
+# Made-up ids cost one lookup each, so a connection gets at most 16 per 3 s (~5/s) from them.
+TYPING_PLACES = 16
+# Reading the same message again inside 3 s tells the other connections nothing new. Clients mark
+# the newest message of the place on screen; 16 distinct ones in 3 s covers fast channel switching
+# and again caps lookups (message place, then audience) at ~5/s per connection.
+READ_EVERY_S = 3.0
+READ_MESSAGES = 16
+WEBSOCKET_VERSION = "13"  # RFC 6455; Tornado speaks no other
 SSE_RETRY_MS = 3000
 PONG = Control({"type": "pong"})
 MAX_SEQ = 2**63 - 1  # SQLite's INTEGER: a larger resume point would crash the replay query (OverflowError)
@@ -51,6 +63,16 @@ def parse_after(raw: str | None, field: str) -> int | None:
     if value > MAX_SEQ:
         raise Invalid.one(field, f"The {field} must not be greater than {MAX_SEQ}.")
     return value
+
+
+class UpgradeRequired(ApiError):
+    """426: the handshake asks for a WebSocket version the server does not speak (RFC 6455 §4.4)."""
+
+    status = 426
+    message = "Only WebSocket version 13 is supported."
+
+    def __init__(self) -> None:
+        super().__init__(headers={"Sec-WebSocket-Version": WEBSOCKET_VERSION})
 
 
 class RealtimeMixin:
@@ -127,7 +149,8 @@ class RealtimeSocketHandler(RealtimeMixin, BaseHandler, tornado.websocket.WebSoc
         super().initialize(app)
         self.sub = None
         self.after: int | None = None
-        self.typing_at: dict[str, float] = {}
+        self.typing_throttle = Throttle(TYPING_EVERY_S, TYPING_PLACES)
+        self.read_throttle = Throttle(READ_EVERY_S, READ_MESSAGES)
 
     @property
     def ping_interval(self) -> float:  # type: ignore[override]
@@ -145,11 +168,19 @@ class RealtimeSocketHandler(RealtimeMixin, BaseHandler, tornado.websocket.WebSoc
         return self.origin_allowed(origin)
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        # Tornado's handshake answers these two refusals in plain text: checked first, they get the
-        # contract's JSON envelope like every other refusal (an HTTP client shows them as such).
-        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+        # Tornado's handshake answers these refusals in plain text or with an empty body: checked
+        # first, they get the contract's JSON envelope like every other refusal (an HTTP client shows
+        # them as such). The same tests as Tornado's, so nothing it would accept is refused here.
+        headers = self.request.headers
+        if headers.get("Upgrade", "").lower() != "websocket":
             raise BadRequest('This route speaks WebSocket only: send "Upgrade: websocket".')
-        origin = self.request.headers.get("Origin") or self.request.headers.get("Sec-Websocket-Origin")
+        if "upgrade" not in (part.strip().lower() for part in headers.get("Connection", "").split(",")):
+            raise BadRequest('A WebSocket handshake needs "Connection: Upgrade".')
+        if not headers.get("Sec-WebSocket-Key"):
+            raise BadRequest('A WebSocket handshake needs a "Sec-WebSocket-Key" header.')
+        if headers.get("Sec-WebSocket-Version") != WEBSOCKET_VERSION:
+            raise UpgradeRequired()
+        origin = headers.get("Origin") or headers.get("Sec-Websocket-Origin")
         if origin is not None and not self.origin_allowed(origin):
             raise Forbidden()
         self.after = parse_after(self.get_query_argument("after", None), "after")
@@ -203,13 +234,12 @@ class RealtimeSocketHandler(RealtimeMixin, BaseHandler, tornado.websocket.WebSoc
             kind, place = "conversation", frame["conversation_id"].lower()
         else:
             return
-        now = tornado.ioloop.IOLoop.current().time()
-        if not looks_like_id(place) or now - self.typing_at.get(place, -TYPING_EVERY_S) < TYPING_EVERY_S:
+        # Counted before the check: an unknown or hidden place costs one lookup per window, like a real one.
+        if not looks_like_id(place) or not self.typing_throttle.allow(place, self.clock_s()):
             return
         hub = self.app.hub
         if not await hub.can_see(sub.user_id, kind, place):
             return  # no existence leak: an unknown place and a hidden one look the same
-        self.typing_at[place] = now
         await hub.relay("typing", kind, place, {f"{kind}_id": place, "user_id": sub.user_id}, skip=sub)
 
     async def read(self, sub: Subscription, frame: dict[str, Any]) -> None:
@@ -217,7 +247,14 @@ class RealtimeSocketHandler(RealtimeMixin, BaseHandler, tornado.websocket.WebSoc
         message_id = frame.get("message_id")
         if not isinstance(message_id, str) or not looks_like_id(message_id):
             return
-        await self.app.hub.relay_read(sub, message_id.lower())
+        message_id = message_id.lower()
+        if not self.read_throttle.allow(message_id, self.clock_s()):
+            return  # dropped silently, as an unknown or hidden message is
+        await self.app.hub.relay_read(sub, message_id)
+
+    def clock_s(self) -> float:
+        """Seconds on the app's clock (tests move it to reopen a throttle window)."""
+        return float(self.app.clock.now().timestamp())
 
 
 class EventStreamHandler(RealtimeMixin, BaseHandler):

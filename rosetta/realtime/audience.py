@@ -51,6 +51,10 @@ def default_resolvers() -> dict[str, AudienceResolver]:
 CACHED_AUDIENCES = 1024
 
 
+class _Nobody(Exception):
+    """An asked-for audience resolved to no reader: raised through the cache so it keeps nothing."""
+
+
 class Audiences:
     """The resolvers, with their answers kept between writes.
 
@@ -95,3 +99,25 @@ class Audiences:
         if cache is not None:
             cache[key] = found
         return found
+
+    async def readers_if_any(self, conn: Conn, kind: str, audience_id: str) -> Readers:
+        """``readers`` for an id a client named (``typing``): an answer of nobody is not kept.
+
+        The cache's CACHED_AUDIENCES entries are what deliveries reuse. An id a client made up has no
+        reader; kept, each such answer would push a real audience out, and the next delivery there
+        would read it again. A real place, hidden from the caller or not, has readers and is kept.
+        The client's throttle (handlers/realtime.py) bounds how often an unkept answer is read again.
+        """
+        if self.known is None:
+            return await self._resolve(conn, kind, audience_id)
+
+        async def somebody() -> Readers:
+            found = await self._resolve(conn, kind, audience_id)
+            if not found:
+                raise _Nobody()  # FreshCache keeps only what ``read`` returns
+            return found
+
+        try:
+            return await self.known.load((kind, audience_id), somebody)
+        except _Nobody:
+            return {}

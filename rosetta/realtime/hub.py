@@ -398,8 +398,9 @@ class Hub:
                          {"message_id": row["id"], f"{kind}_id": place, "user_id": sub.user_id}, skip=sub)
 
     async def can_see(self, user_id: str, audience_kind: str, audience_id: str) -> bool:
+        """Whether ``user_id`` reads an audience a client named; made-up ids leave nothing in the cache."""
         assert self.ctx is not None
-        return user_id in await self.audiences.readers(self.ctx.db.reader, audience_kind, audience_id)
+        return user_id in await self.audiences.readers_if_any(self.ctx.db.reader, audience_kind, audience_id)
 
     async def sweep_expired(self) -> int:
         """The ``realtime.expiry`` job: close (4001) sockets whose bearer token or web session expired.
@@ -443,7 +444,10 @@ class Hub:
         oldest, newest = await realtime_store.log_bounds(conn)
         # The log lost events after ``after`` when the oldest retained one is further on (or all are gone).
         lost = (after + 1 < oldest) if oldest else (after < newest)
-        if lost:
+        # A point past the newest seq ever issued comes from another log (a restored backup, another
+        # server): the seqs to come are below it, and a client dropping ``seq <= last seen`` would
+        # discard them all. Told the same as a point out of retention, it starts over from the log.
+        if lost or after > newest:
             sub.control(Control({"type": "resync_required", "oldest_seq": oldest or newest + 1}))
             sub.go_live()
             return
