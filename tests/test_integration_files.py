@@ -31,11 +31,16 @@ async def staged(api: Api, user: User, content: bytes, name: str) -> str:
     return uploaded.json["data"]["id"]
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_automation_post_claims_the_token_owners_file_and_members_download_it(api):
+async def automation_team(api: Api) -> tuple[User, User, dict[str, Any], str]:
+    """Ana (owner, holding an automation token) and Bea in one workspace: (ana, bea, workspace, token)."""
     ana, bea = await register(api, "Ana"), await register(api, "Bea")
     ws = await workspace_with(api, ana, bea)
-    token = await automation_token(api, ana)
+    return ana, bea, ws, await automation_token(api, ana)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_automation_post_claims_the_token_owners_file_and_members_download_it(api):
+    ana, bea, ws, token = await automation_team(api)
     file_id = await staged(api, ana, b"nightly report\n", "report.txt")
     sent = await api.post(automation_path(ws), {"content": "Nightly report", "attachment_ids": [file_id]},
                           token=token)
@@ -58,9 +63,7 @@ async def test_automation_post_claims_the_token_owners_file_and_members_download
 
 @pytest.mark.gen_test(timeout=30)
 async def test_automation_post_refuses_someone_elses_file(api):
-    ana, bea = await register(api, "Ana"), await register(api, "Bea")
-    ws = await workspace_with(api, ana, bea)
-    token = await automation_token(api, ana)
+    ana, bea, ws, token = await automation_team(api)
     beas = await staged(api, bea, b"bea's private notes", "notes.txt")
     refused = await api.post(automation_path(ws), {"content": "look", "attachment_ids": [beas]}, token=token)
     assert refused.status == 422 and list(refused.json["errors"]) == ["attachment_ids"], refused
