@@ -1,21 +1,26 @@
 """The `rosetta` command: serve, migrate, user create|plan, token create, backup, doctor.
 
-Owns argument parsing, turning a bad configuration into one line on stderr with exit code 2, and
-the operator commands. Those reuse the services through a ``RosettaApp`` whose database is open but
-which does not listen, so a user made here obeys the same rules as one made over HTTP. Every
-command works while ``rosetta serve`` runs on the same data directory (SQLite serialises the two
-writers with its busy timeout).
+Owns argument parsing, turning a bad configuration into one line on stderr with exit code 2 (and an
+operator's other mistakes, such as a busy port or a data directory that is not writable, into one
+line with exit code 1), and the operator commands. Those reuse the services through a
+``RosettaApp`` whose database is open but which does not listen, so a user made here obeys the same
+rules as one made over HTTP. Every command works while ``rosetta serve`` runs on the same data
+directory (SQLite serialises the two writers with its busy timeout).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import gc
 import getpass
 import logging
 import signal
+import socket
+import sqlite3
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC
@@ -25,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 from rosetta import __version__
 from rosetta.clock import iso, parse_iso
 from rosetta.cluster import Cluster
-from rosetta.config import Config, ConfigError, load_config
+from rosetta.config import Config, ConfigError, ServerConfig, load_config
 from rosetta.errors import ApiError
+from rosetta.text import bad_text
 from rosetta.workers import serve_workers
 
 if TYPE_CHECKING:
@@ -40,6 +46,11 @@ EXIT_CONFIG = 2
 DOCTOR_TIMEOUT_S = 3.0  # a reachable mail server or provider answers well within this on a LAN
 
 Command = Callable[[Config, argparse.Namespace], Awaitable[int]]
+
+
+class OperatorError(Exception):
+    """A mistake the operator can fix (a busy port, an unwritable directory, no password given):
+    ``main`` prints it as one line and exits 1, like the services' refusals."""
 
 
 def _common_options() -> argparse.ArgumentParser:
@@ -112,8 +123,18 @@ def config_from_args(args: argparse.Namespace) -> Config:
 async def serve(config: Config, args: argparse.Namespace | None = None, cluster: Cluster | None = None) -> int:
     from rosetta.app import RosettaApp
 
+    ensure_data_dir(config.data_dir)
     app = RosettaApp(config, cluster=cluster)
-    await app.start()
+    try:
+        await app.start()
+    except BaseException as exc:
+        # The database (its aiosqlite thread) and the translation memory are open by the time the
+        # port is bound: close them, or the process would not end after the message.
+        await app.stop()
+        explained = listen_error(exc, config.server) if isinstance(exc, OSError) else None
+        if explained is None:
+            raise
+        raise explained from None
     # What exists now (modules, routes, the language model) lives as long as the process: out of the
     # cyclic collector's reach, a full collection scans only what came later. Such a collection stops
     # the loop; with 500 WebSocket connections it took 60-90 ms, half of it over these objects.
@@ -134,9 +155,42 @@ async def prepare_workers(config: Config) -> None:
         await app.prepare()
 
 
+def ensure_data_dir(data_dir: Path) -> None:
+    """Create the data directory and prove it writable, or say in one line why not.
+
+    Without this a read-only or misplaced directory surfaced as a PermissionError traceback from
+    mkdir, or as SQLite's "unable to open database file" from somewhere inside the start-up.
+    """
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=data_dir, prefix=".rosetta-probe-"):
+            pass
+    except OSError as exc:
+        raise OperatorError(f"the data directory {data_dir} is not writable: {exc.strerror or exc}") from None
+
+
+def listen_error(exc: OSError, server: ServerConfig) -> Exception | None:
+    """What an OSError from binding ``server.host:server.port`` means in one line, or None when it is
+    another kind of OSError (which stays a traceback: it is not an operator's mistake we know)."""
+    where = f"{server.host}:{server.port}"
+    if exc.filename is not None:  # a file's error, not the socket's
+        return None
+    if isinstance(exc, socket.gaierror):
+        return ConfigError("server.host", f"{server.host!r} is not a name this machine can resolve "
+                                          f"({exc.strerror})")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ConfigError("server.host", f"{server.host} is not an address of this machine")
+    if exc.errno == errno.EADDRINUSE:
+        return OperatorError(f"cannot listen on {where}: the port is in use (is another server running?)")
+    if exc.errno == errno.EACCES:
+        return OperatorError(f"cannot listen on {where}: permission denied (ports below 1024 need privileges)")
+    return None
+
+
 async def migrate(config: Config, args: argparse.Namespace | None = None) -> int:
     from rosetta.store.db import Database
 
+    ensure_data_dir(config.data_dir)
     db = Database(config.data_dir / "rosetta.sqlite3", synchronous=config.storage.synchronous, readers=1)
     await db.open()
     await db.close()
@@ -149,8 +203,8 @@ async def offline_app(config: Config) -> AsyncIterator[RosettaApp]:
     """The application's services over an open database, without listening or running jobs."""
     from rosetta.app import RosettaApp
 
+    ensure_data_dir(config.data_dir)
     app = RosettaApp(config, run_jobs=False)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
     await app.db.open()
     try:
         yield app
@@ -161,12 +215,19 @@ async def offline_app(config: Config) -> AsyncIterator[RosettaApp]:
 def read_password(given: str | None) -> str:
     if given is not None:
         return given
-    if sys.stdin.isatty():
-        first = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != first:
-            raise ApiError("The passwords do not match.")
-        return first
-    return sys.stdin.readline().rstrip("\r\n")
+    try:
+        if sys.stdin.isatty():
+            try:
+                first = getpass.getpass("Password: ")
+                if getpass.getpass("Again: ") != first:
+                    raise ApiError("The passwords do not match.")
+            except EOFError:  # Ctrl-D at the prompt (an empty pipe reads "", which the validator refuses)
+                print(file=sys.stderr)  # end the prompt's line, so the message is a line of its own
+                raise OperatorError("no password given (the input ended at the prompt)") from None
+            return first
+        return sys.stdin.readline().rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise OperatorError("the password on standard input is not valid UTF-8") from None
 
 
 async def user_create(config: Config, args: argparse.Namespace) -> int:
@@ -192,28 +253,41 @@ async def user_create(config: Config, args: argparse.Namespace) -> int:
 
 
 async def user_plan(config: Config, args: argparse.Namespace) -> int:
+    from rosetta.handlers.validate import Validator
     from rosetta.services.operators import OperatorService
 
+    v = Validator({"email": args.email})
+    email = v.email()
+    v.done()
+    assert email
     async with offline_app(config) as app:
-        user = await OperatorService(app.ctx, app.accounts).set_room_plan(args.email.strip().lower(), args.plan)
+        user = await OperatorService(app.ctx, app.accounts).set_room_plan(email, args.plan)
     print(f"user {user['id']} <{user['email']}> now has the {user['room_plan']} plan")
     return EXIT_OK
 
 
 async def token_create(config: Config, args: argparse.Namespace) -> int:
-    from rosetta.errors import Invalid
+    from rosetta.handlers.validate import Validator
     from rosetta.services.operators import OperatorService
 
-    expires_at = None
-    if args.expires_at:
+    # The checks of POST /me/tokens (handlers/accounts.py), so a token made here obeys the same rules.
+    v = Validator({"email": args.email, "name": args.name, "abilities": args.abilities,
+                   "expires_at": args.expires_at})
+    email = v.email()
+    name = v.string("name", required=True, max_len=255)
+    abilities = v.string_list("abilities", max_items=10, max_len=64, required=True)
+    expires_at = v.string("expires_at", max_len=64)
+    if expires_at is not None:
         try:
-            moment = parse_iso(args.expires_at)
-        except (ValueError, OverflowError):
-            raise Invalid.one("expires_at", "The expires_at field must be an ISO 8601 date.") from None
-        expires_at = iso(moment.astimezone(UTC))
+            expires_at = iso(parse_iso(expires_at).astimezone(UTC))
+        except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 pushed past UTC's range
+            v.fail("expires_at", "The expires_at field must be an ISO 8601 date.")
+            expires_at = None
+    v.done()
+    assert email and name and abilities is not None
     async with offline_app(config) as app:
         operators = OperatorService(app.ctx, app.accounts)
-        _, plain = await operators.create_token(args.email.strip().lower(), args.name, args.abilities, expires_at)
+        _, plain = await operators.create_token(email, name, abilities, expires_at)
     # The secret exists only in this output: print it alone on stdout so scripts can capture it.
     print(plain)
     return EXIT_OK
@@ -221,16 +295,29 @@ async def token_create(config: Config, args: argparse.Namespace) -> int:
 
 async def backup(config: Config, args: argparse.Namespace) -> int:
     from rosetta.store.db import Database
+    from rosetta.store.dbfile import backup_target_problem
 
     source = config.data_dir / "rosetta.sqlite3"
     if not _is_file(source):
         print(f"rosetta: no database at {source}", file=sys.stderr)
         return EXIT_FAILED
+    if bad_text(args.file):  # a name that is not UTF-8: the line reporting it could not be printed
+        raise OperatorError("backup refused: the file name is not valid UTF-8 text")
+    target = Path(args.file)
+    problem = backup_target_problem(source, target)
+    if problem is not None:
+        raise OperatorError(f"backup refused: {problem}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OperatorError(f"cannot create the directory for {target}: {exc.strerror or exc}") from None
+    ensure_data_dir(config.data_dir)  # opening the database writes its -wal and -shm files there
     db = Database(source, synchronous=config.storage.synchronous, readers=1)
     await db.open()
     try:
-        target = Path(args.file)
         await db.backup_to(target)
+    except (OSError, sqlite3.Error) as exc:  # e.g. the target's directory is read-only or the disk full
+        raise OperatorError(f"cannot write the backup {target}: {exc}") from None
     finally:
         await db.close()
     print(f"backed up {source} to {target} ({_size(target)} bytes)")
@@ -286,16 +373,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("rosetta").setLevel(logging.WARNING)  # operator commands print their own result
     try:
         if command_name(args) == "serve" and config.server.workers > 1:
-            return serve_workers(config, prepare_workers, lambda config, cluster: serve(config, args, cluster))
+            try:  # the parent binds the port before forking the workers
+                return serve_workers(config, prepare_workers, lambda config, cluster: serve(config, args, cluster))
+            except OSError as exc:
+                explained = listen_error(exc, config.server)
+                if explained is None:
+                    raise
+                raise explained from None
         return asyncio.run(COMMANDS[command_name(args)](config, args))
     except ApiError as exc:
         # The services' refusals (a taken email, an unknown ability): the same words the API would use.
         details = "; ".join(f"{field}: {' '.join(problems)}" for field, problems in (exc.errors or {}).items())
         print(f"rosetta: {exc.message}{' ' + details if details else ''}", file=sys.stderr)
         return EXIT_FAILED
-    except ConfigError as exc:  # [oauth.NAME] tables are validated when the app is built
+    except ConfigError as exc:  # [oauth.NAME] tables when the app is built; server.host when it binds
         print(f"rosetta: bad configuration: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except OperatorError as exc:
+        print(f"rosetta: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
 

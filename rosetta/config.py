@@ -8,6 +8,7 @@ key, which the CLI turns into one line and exit code 2.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 import types
@@ -16,6 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from rosetta.text import bad_text
 
 
 class ConfigError(Exception):
@@ -31,11 +35,16 @@ def _bounded(lo: float | None = None, hi: float | None = None, choices: tuple[st
     return {"min": lo, "max": hi, "choices": choices}
 
 
+def _url(optional: bool = True) -> dict:
+    """An http(s) URL key; ``optional`` lets the empty string mean "not set" (each key says what then)."""
+    return {"url": "optional" if optional else "required"}
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = field(default=8080, metadata=_bounded(0, 65535))
-    public_url: str = ""
+    public_url: str = field(default="", metadata=_url())
     max_body_mb: float = field(default=1.0, metadata=_bounded(0.001, 1024))
     cors_origins: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
@@ -74,7 +83,7 @@ class AuthConfig:
     reset_ttl_minutes: int = field(default=60, metadata=_bounded(1, 1440))
     verify_ttl_minutes: int = field(default=60, metadata=_bounded(1, 10080))
     registration_open: bool = True
-    frontend_url: str = ""
+    frontend_url: str = field(default="", metadata=_url())
     # Signs email-verification links; generated into the data directory when empty.
     app_key: str = ""
     session_ttl_hours: float = field(default=336.0, metadata=_bounded(0.01, 8760))
@@ -99,7 +108,7 @@ class TranslationConfig:
     provider: str = field(
         default="none", metadata=_bounded(choices=("none", "libretranslate", "deepl", "openai"))
     )
-    url: str = ""
+    url: str = field(default="", metadata=_url())
     api_key: str = ""
     model: str = ""
     default_language: str = "en"
@@ -145,8 +154,8 @@ class TemporaryRoomsConfig:
 @dataclass(frozen=True)
 class PushConfig:
     fcm_credentials_file: str = ""
-    fcm_endpoint: str = ""
-    expo_url: str = "https://exp.host/--/api/v2/push/send"
+    fcm_endpoint: str = field(default="", metadata=_url())
+    expo_url: str = field(default="https://exp.host/--/api/v2/push/send", metadata=_url(optional=False))
     ntfy_allowed_hosts: tuple[str, ...] = ()
     translation_wait_s: float = field(default=3.0, metadata=_bounded(0, 60))
     max_attempts: int = field(default=6, metadata=_bounded(1, 100))
@@ -225,28 +234,70 @@ def _coerce(key: str, raw: Any, kind: Any, from_env: bool) -> Any:
     if kind is float:
         if isinstance(raw, bool):
             raise ConfigError(key, f"must be a number, got {raw!r}")
+        number: float | None = None
         if isinstance(raw, int | float):
-            return float(raw)
-        if from_env and isinstance(raw, str):
+            number = float(raw)
+        elif from_env and isinstance(raw, str):
             try:
-                return float(raw.strip())
+                number = float(raw.strip())
             except ValueError:
                 pass
-        raise ConfigError(key, f"must be a number, got {raw!r}")
+        if number is None:
+            raise ConfigError(key, f"must be a number, got {raw!r}")
+        # TOML and float() both accept nan and inf. nan passes every bound (each comparison is False):
+        # quota_mb = nan switched the upload quota off, max_body_mb = nan crashed start-up in int().
+        if not math.isfinite(number):
+            raise ConfigError(key, f"must be a finite number, got {raw!r}")
+        return number
     if kind is str:
         if isinstance(raw, str):
-            return raw
+            return _text(key, raw)
         raise ConfigError(key, f"must be a string, got {raw!r}")
     if typing.get_origin(kind) is tuple:
         if from_env and isinstance(raw, str):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
+            return tuple(_text(key, part.strip()) for part in raw.split(",") if part.strip())
         if isinstance(raw, list) and all(isinstance(item, str) for item in raw):
-            return tuple(raw)
+            return tuple(_text(key, item) for item in raw)
         raise ConfigError(key, f"must be a list of strings, got {raw!r}")
     raise ConfigError(key, f"has an unsupported type {kind!r}")  # pragma: no cover - a programming error
 
 
+def _text(key: str, value: str) -> str:
+    """``value`` when it is text every consumer can encode, else ConfigError naming ``key``."""
+    # Environment variables and arguments that are not UTF-8 arrive with lone surrogates
+    # (surrogateescape); they failed far from here, e.g. a --host of b"\xff" in getaddrinfo's encoder.
+    problem = bad_text(value)
+    if problem:
+        raise ConfigError(key, problem)  # not the value: it may be a password or an API key
+    return value
+
+
+def _check_url(key: str, value: str, optional: bool) -> None:
+    """An http(s) URL with a host and, if given, a port: what the code building links and requests needs."""
+    if not value:
+        if optional:
+            return
+        raise ConfigError(key, "must be an http(s) URL, got ''")
+    # urlsplit silently drops tabs and newlines (WHATWG), so check them here: the raw value is what a
+    # Location header or a request line would carry.
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise ConfigError(key, f"must be a URL without spaces or control characters, got {value!r}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ConfigError(key, f"is not a valid URL ({exc}), got {value!r}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ConfigError(key, f"must start with http:// or https://, got {value!r}")
+    if not parts.hostname:
+        raise ConfigError(key, f"must name a host, got {value!r}")
+    if port == 0:
+        raise ConfigError(key, f"must not use port 0, got {value!r}")
+
+
 def _check_bounds(key: str, value: Any, meta: Mapping[str, Any]) -> None:
+    if meta.get("url"):
+        _check_url(key, value, optional=meta["url"] == "optional")
     lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices") or ()
     if choices and value not in choices:
         raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}")
@@ -292,6 +343,8 @@ def load_config(
             document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError("config", f"file {path} does not exist") from None
+        except OSError as exc:  # a directory, no read permission: the operator's to fix, not a traceback
+            raise ConfigError("config", f"cannot read {path}: {exc.strerror or exc}") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
         for section, table in document.items():
@@ -320,4 +373,14 @@ def load_config(
         for key, value in values.items():
             layered[section][key] = (value, False)
     built = {name: _build_section(name, values) for name, values in layered.items()}
+    _check_combinations(built)
     return Config(**built, oauth=types.MappingProxyType(oauth))
+
+
+def _check_combinations(built: Mapping[str, Any]) -> None:
+    """Keys that are valid alone but not together."""
+    mail: MailConfig = built["mail"]
+    if mail.starttls and mail.use_tls:
+        # aiosmtplib refuses the pair in SMTP(); every delivery then failed and retried until given up.
+        raise ConfigError("mail.use_tls", "cannot be combined with mail.starttls (use_tls is TLS from the "
+                                          "first byte, usually port 465; starttls upgrades, usually port 587)")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import aiosmtplib
 
-from rosetta.config import Config
+from rosetta.config import Config, ConfigError
+from rosetta.services.oauth import parse_providers
 from rosetta.store.dbfile import migration_files, pending_migrations
 from rosetta.translation.base import build_provider
 from rosetta.translation.keepalive import BadAnswer
@@ -32,6 +33,8 @@ class Check:
 
 async def run_checks(config: Config, timeout_s: float) -> list[Check]:
     checks = [Check("configuration", True, "loaded; every key is valid")]
+    if config.oauth:
+        checks.append(check_oauth(config))
     checks.append(check_data_dir(config.data_dir))
     checks.append(await check_database(config.data_dir / "rosetta.sqlite3"))
     checks.append(await check_mail(config, timeout_s))
@@ -42,6 +45,15 @@ async def run_checks(config: Config, timeout_s: float) -> list[Check]:
     if config.push.fcm_credentials_file:
         checks.append(check_file("push", "push.fcm_credentials_file", Path(config.push.fcm_credentials_file)))
     return checks
+
+
+def check_oauth(config: Config) -> Check:
+    """The [oauth.NAME] tables, read as the server reads them: one it would refuse to start with is a FAIL."""
+    try:
+        providers = parse_providers(config.oauth)
+    except ConfigError as exc:
+        return Check("oauth", False, f"`rosetta serve` would refuse to start: {exc}")
+    return Check("oauth", True, f"sign-in providers: {', '.join(sorted(providers))}")
 
 
 def check_file(name: str, key: str, path: Path) -> Check:
@@ -95,13 +107,17 @@ async def check_mail(config: Config, timeout_s: float) -> Check:
     if mail.mode == "log":
         return Check("mail", True, 'mail.mode is "log": outgoing mail is written to the server log, not sent '
                                    '(set mail.mode = "smtp" and mail.host to send it)')
-    client = aiosmtplib.SMTP(hostname=mail.host, port=mail.port, use_tls=mail.use_tls,
-                             start_tls=mail.starttls, timeout=min(timeout_s, mail.timeout_s))
     try:
+        # Built inside the try: aiosmtplib checks its options here (ValueError for starttls with use_tls),
+        # and a bad combination is one more thing this check reports, not a traceback.
+        client = aiosmtplib.SMTP(hostname=mail.host, port=mail.port, use_tls=mail.use_tls,
+                                 start_tls=mail.starttls, timeout=min(timeout_s, mail.timeout_s))
         await client.connect()
         if mail.username:
             await client.login(mail.username, mail.password)
         await client.quit()
+    except ValueError as exc:
+        return Check("mail", False, f"the SMTP settings do not fit together: {exc}")
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         return Check("mail", False, f"cannot reach the SMTP server {mail.host}:{mail.port}: {exc}")
     signed_in = f" and signed in as {mail.username}" if mail.username else ""

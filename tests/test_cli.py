@@ -29,6 +29,13 @@ class Ran:
     out: str
     err: str
 
+    def one_line_error(self) -> str:
+        """The message, after checking it is the last stderr line and no traceback came with it."""
+        assert "Traceback" not in self.err, self.err
+        last = self.err.strip().splitlines()[-1]
+        assert last.startswith("rosetta: "), self.err
+        return last
+
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSETTA_")}

@@ -6,11 +6,14 @@ import dataclasses
 import subprocess
 import sys
 import tomllib
+import typing
 from pathlib import Path
 
 import pytest
 
-from rosetta.config import SECTIONS, Config, ConfigError, load_config
+from rosetta.config import SECTIONS, Config, ConfigError, TranslationConfig, load_config
+from rosetta.translation.base import ProviderError, build_provider
+from rosetta.translation.keepalive import BadAnswer, KeepAliveClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,6 +95,135 @@ def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.toml", env={})
     assert caught.value.key == "config"
+
+
+def test_config_path_that_is_a_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path, env={})
+    assert caught.value.key == "config"
+    assert str(tmp_path) in caught.value.problem
+
+
+def keys_of_type(kind: type) -> list[str]:
+    return [f"{section}.{f.name}" for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)
+            if typing.get_type_hints(cls)[f.name] is kind]
+
+
+def env_var(key: str) -> str:
+    return "ROSETTA_" + key.replace(".", "_").upper()
+
+
+FLOAT_KEYS = keys_of_type(float)
+
+
+def test_there_are_float_keys_to_check() -> None:
+    assert {"files.quota_mb", "server.max_body_mb", "auth.session_ttl_hours"} <= set(FLOAT_KEYS)
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_non_finite_float_from_env_names_the_key(key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={env_var(key): value}, search=False)
+    assert caught.value.key == key
+
+
+@pytest.mark.parametrize("key", FLOAT_KEYS)
+@pytest.mark.parametrize("value", ["nan", "+inf", "-nan"])
+def test_non_finite_float_from_toml_names_the_key(tmp_path: Path, key: str, value: str) -> None:
+    section, name = key.split(".")
+    path = write(tmp_path, f"[{section}]\n{name} = {value}\n")  # TOML's own nan and inf literals
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert caught.value.key == key
+    assert "finite" in caught.value.problem
+
+
+def test_non_finite_float_from_a_flag_names_the_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={}, overrides={"files": {"quota_mb": float("nan")}}, search=False)
+    assert caught.value.key == "files.quota_mb"
+
+
+URL_KEYS = [key for key in keys_of_type(str) if "url" in key.split(".")[1] or "endpoint" in key.split(".")[1]]
+
+
+def test_every_url_key_is_validated_as_a_url() -> None:
+    assert {"server.public_url", "translation.url", "auth.frontend_url", "push.fcm_endpoint",
+            "push.expo_url"} <= set(URL_KEYS)
+    for key in URL_KEYS:
+        section, name = key.split(".")
+        meta = {f.name: f.metadata for f in dataclasses.fields(SECTIONS[section])}[name]
+        assert meta.get("url") in ("optional", "required"), f"{key} is not checked as a URL"
+
+
+@pytest.mark.parametrize("key", URL_KEYS)
+@pytest.mark.parametrize("value", [
+    "ftp://files.example.test/", "localhost:5000", "example.test", "https://", "http://:8080/",
+    "http://h.example.test:99999/", "http://h.example.test:port/", "http://h.example.test:0/",
+    "http://[::1", "http://h.example.test/a b", "http://h.example.test/\nX-Evil: 1", "file:///etc/passwd",
+])
+def test_bad_url_names_the_key(key: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={env_var(key): value}, search=False)
+    assert caught.value.key == key
+
+
+@pytest.mark.parametrize("key", URL_KEYS)
+def test_good_urls_are_kept(key: str) -> None:
+    for value in ("https://h.example.test", "http://127.0.0.1:5000/v1", "HTTPS://[::1]:8443/x/{project_id}"):
+        section, name = key.split(".")
+        config = load_config(None, env={env_var(key): value}, search=False)
+        assert getattr(getattr(config, section), name) == value
+
+
+def test_empty_url_means_unset_where_the_key_is_optional() -> None:
+    optional = [key for key in URL_KEYS if key != "push.expo_url"]
+    config = load_config(None, env={env_var(key): "" for key in optional}, search=False)
+    assert (config.server.public_url, config.translation.url, config.auth.frontend_url) == ("", "", "")
+    with pytest.raises(ConfigError) as caught:  # Expo has no "off": an empty URL only failed every push
+        load_config(None, env={"ROSETTA_PUSH_EXPO_URL": ""}, search=False)
+    assert caught.value.key == "push.expo_url"
+
+
+@pytest.mark.parametrize("value", ["\udcff", "a\x00b"])
+@pytest.mark.parametrize(("var", "key"), [("ROSETTA_SERVER_HOST", "server.host"),
+                                          ("ROSETTA_SERVER_CORS_ORIGINS", "server.cors_origins")])
+def test_text_that_cannot_be_encoded_names_the_key(value: str, var: str, key: str) -> None:
+    # What os.environ and sys.argv hold for bytes that are not UTF-8 (surrogateescape), and NUL.
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, env={var: f"https://a.test,{value}" if "CORS" in var else value}, search=False)
+    assert caught.value.key == key
+
+
+@pytest.mark.gen_test
+async def test_keepalive_turns_an_unparsable_url_into_a_bad_answer() -> None:
+    # Defence in depth behind the URL check above: a provider built without load_config (as the tests
+    # and the doctor do) must fail the way a dead engine does, not with a ValueError from urlsplit.
+    client = KeepAliveClient(max_idle=1)
+    try:
+        for url in ("http://127.0.0.1:99999/translate", "http://127.0.0.1:port/", "http://[::1/translate"):
+            with pytest.raises(BadAnswer, match="not a valid URL"):
+                await client.fetch("POST", url, {}, b"{}", 1.0)
+    finally:
+        client.close()
+    provider = build_provider(TranslationConfig(provider="libretranslate", url="http://127.0.0.1:99999"))
+    try:
+        with pytest.raises(ProviderError, match="not a valid URL"):
+            await provider.translate(["uno"], "es", "en")
+    finally:
+        provider.close()
+
+
+def test_starttls_with_use_tls_names_use_tls(tmp_path: Path) -> None:
+    path = write(tmp_path, "[mail]\nmode = \"smtp\"\nstarttls = true\nuse_tls = true\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert caught.value.key == "mail.use_tls"
+    with pytest.raises(ConfigError):
+        load_config(None, env={"ROSETTA_MAIL_STARTTLS": "true", "ROSETTA_MAIL_USE_TLS": "yes"}, search=False)
+    assert load_config(None, env={"ROSETTA_MAIL_STARTTLS": "true"}, search=False).mail.starttls is True
+    assert load_config(None, env={"ROSETTA_MAIL_USE_TLS": "true"}, search=False).mail.use_tls is True
 
 
 def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -26,8 +26,36 @@ def prepare_file(path: Path) -> list[int]:
     finally:
         raw.close()
 
+
+# Files SQLite (and the writer lock of store/db.py) keep next to the database while it is in use.
+LIVE_SUFFIXES = ("", "-wal", "-shm", "-journal", "-writer.lock")
+
+
+def backup_target_problem(source_path: Path, target: Path) -> str | None:
+    """Why ``target`` must not receive a backup of ``source_path``, or None when it may.
+
+    The backup is renamed over the target: onto the live database or its WAL, the server's open
+    connections would keep the old inode while later ones opened the copy, and writes would be lost.
+    """
+    if not target.name or target.name in (".", ".."):
+        return f"{target} names no file"
+    if target.is_dir():
+        return f"{target} is a directory; name a file in it"
+    resolved = target.resolve()
+    for suffix in LIVE_SUFFIXES:
+        live = source_path.with_name(source_path.name + suffix)
+        same = resolved == live.resolve() or (target.exists() and live.exists() and os.path.samefile(target, live))
+        if same:
+            what = "database itself" if not suffix else f"database's {suffix[1:]} file"
+            return f"{target} is the live {what} ({live})"
+    return None
+
+
 def backup_file(source_path: Path, target: Path) -> None:
     """Copy a live database (blocking: run it off the loop)."""
+    problem = backup_target_problem(source_path, target)
+    if problem is not None:  # the CLI says so first; this keeps any other caller from replacing a live file
+        raise ValueError(f"backup refused: {problem}")
     target.parent.mkdir(parents=True, exist_ok=True)
     # Copy into a sibling file and rename it over the target, so a failed backup never leaves a
     # half-written file where a good one is expected. pages=-1 (the default) copies in one step,

@@ -109,10 +109,16 @@ class KeepAliveClient:
 
         Raises TimeoutError, OSError (StreamClosedError among them) or BadAnswer.
         """
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port  # both raise ValueError: urlsplit for "http://[::1", .port for "h:99999" or "h:x"
+        except ValueError as exc:
+            # load_config refuses such a translation.url; a provider built some other way still gets a
+            # BadAnswer (so a ProviderError for the queue), never an exception the worker did not expect.
+            raise BadAnswer(f"not a valid URL: {url} ({exc})") from None
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise BadAnswer(f"not an http(s) URL: {url}")
-        origin: Origin = (parts.scheme, parts.hostname, parts.port or DEFAULT_PORTS[parts.scheme])
+        origin: Origin = (parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme])
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         deadline = asyncio.get_running_loop().time() + timeout_s  # the loop's clock, which asyncio.timeout_at takes
         stream = self._take(origin)
