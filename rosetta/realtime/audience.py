@@ -51,10 +51,6 @@ def default_resolvers() -> dict[str, AudienceResolver]:
 CACHED_AUDIENCES = 1024
 
 
-class _Nobody(Exception):
-    """An asked-for audience resolved to no reader: raised through the cache so it keeps nothing."""
-
-
 class Audiences:
     """The resolvers, with their answers kept between writes.
 
@@ -110,14 +106,4 @@ class Audiences:
         """
         if self.known is None:
             return await self._resolve(conn, kind, audience_id)
-
-        async def somebody() -> Readers:
-            found = await self._resolve(conn, kind, audience_id)
-            if not found:
-                raise _Nobody()  # FreshCache keeps only what ``read`` returns
-            return found
-
-        try:
-            return await self.known.load((kind, audience_id), somebody)
-        except _Nobody:
-            return {}
+        return await self.known.load((kind, audience_id), lambda: self._resolve(conn, kind, audience_id), keep=bool)

@@ -41,15 +41,18 @@ class FreshCache(Generic[V]):
         self.max_entries = max_entries
         self._entries: OrderedDict[Hashable, tuple[Stamp, V]] = OrderedDict()
 
-    async def load(self, key: Hashable, read: Callable[[], Awaitable[V]], scope: str = ANY_WRITE) -> V:
+    async def load(self, key: Hashable, read: Callable[[], Awaitable[V]], scope: str = ANY_WRITE,
+                   keep: Callable[[V], bool] | None = None) -> V:
         """The value kept under ``key`` while ``scope``'s stamp is unchanged, else ``read()`` (kept too,
-        None included: an absence is as much a read result as a row)."""
+        None included: an absence is as much a read result as a row), unless ``keep`` says otherwise."""
         stamp = self.db.freshness(scope)  # before reading: a commit during the read moves it
         found = self._entries.get(key)
         if found is not None and found[0] == stamp:
             self._entries.move_to_end(key)
             return found[1]
         value = await read()
+        if keep is not None and not keep(value):
+            return value
         self._entries[key] = (stamp, value)
         self._entries.move_to_end(key)
         if len(self._entries) > self.max_entries:
