@@ -272,7 +272,7 @@ def _text(key: str, value: str) -> str:
     return value
 
 
-def _check_url(key: str, value: str, optional: bool) -> None:
+def check_url(key: str, value: str, optional: bool = True) -> None:
     """An http(s) URL with a host and, if given, a port: what the code building links and requests needs."""
     if not value:
         if optional:
@@ -297,7 +297,7 @@ def _check_url(key: str, value: str, optional: bool) -> None:
 
 def _check_bounds(key: str, value: Any, meta: Mapping[str, Any]) -> None:
     if meta.get("url"):
-        _check_url(key, value, optional=meta["url"] == "optional")
+        check_url(key, value, optional=meta["url"] == "optional")
     lo, hi, choices = meta.get("min"), meta.get("max"), meta.get("choices") or ()
     if choices and value not in choices:
         raise ConfigError(key, f"must be one of {', '.join(choices)}, got {value!r}")

@@ -146,8 +146,11 @@ class BaseHandler(tornado.web.RequestHandler):
             # now instead of reading on to the server-wide limit (the largest upload), and keep nothing.
             self._chunks = []
             if not self._finished:
-                error = PayloadTooLarge()
-                self.send_error(error.status, exc_info=(type(error), error, None))
+                self.answer_now(PayloadTooLarge())
+
+    def answer_now(self, error: ApiError) -> None:
+        """Refuse while the body is still arriving (from ``data_received``, where raising is not an answer)."""
+        self.send_error(error.status, exc_info=(type(error), error, None))
 
     def refuse_mixed_credentials(self) -> None:
         """401 when a guest token rides with another credential: it is never combined with one (issue 8).

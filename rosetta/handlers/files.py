@@ -66,7 +66,7 @@ class FilesHandler(BaseHandler):
     def _refuse(self, error: PayloadTooLarge | Invalid) -> None:
         """Answer now, mid-body, with the partial file already gone."""
         self._discard()
-        self.send_error(error.status, exc_info=(type(error), error, None))
+        self.answer_now(error)
 
     def _discard(self) -> None:
         if self._receiver is not None:

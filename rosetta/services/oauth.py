@@ -26,7 +26,7 @@ import jwt
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from rosetta.clock import iso
-from rosetta.config import ConfigError
+from rosetta.config import ConfigError, check_url
 from rosetta.errors import JSON_ERRORS, Forbidden, Invalid, NotFound
 from rosetta.ids import new_id, sha256_hex
 from rosetta.services.accounts import INACTIVE
@@ -128,8 +128,7 @@ def parse_providers(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, Provider]
             raise ConfigError(f"{where}.discovery_url",
                               "is required (or all of authorize_url, token_url, jwks_url and issuer)")
         for key in ("discovery_url", "authorize_url", "token_url", "userinfo_url", "jwks_url", "redirect_uri"):
-            if values.get(key) and not values[key].startswith(("https://", "http://")):
-                raise ConfigError(f"{where}.{key}", "must be an http(s) URL")
+            check_url(f"{where}.{key}", values.get(key) or "")
         values["kind"] = kind
         providers[name] = Provider(name=name, **values)
     return providers
